@@ -1,0 +1,107 @@
+//! The AWSFILE `bind_client_to_partition` exchange on a fresh server connection, and the
+//! proxy identity it carries.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use efs_rpc::awsfile::{self, BindClientResponse, ProxyIdentifier};
+use efs_rpc::{Record, RecordCodec};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_util::codec::Decoder;
+
+use crate::error::BindError;
+
+/// Who this proxy is to the server: 16 random bytes chosen once per process, and an
+/// incarnation counter incremented for every accepted client connection (efs-proxy's
+/// `ProxyIdentifier`).
+#[derive(Debug)]
+pub struct ProxyIdentity {
+    id: [u8; awsfile::IDENTIFIER_LEN],
+    incarnation: AtomicI64,
+}
+
+impl Default for ProxyIdentity {
+    fn default() -> Self {
+        Self::new(rand::random())
+    }
+}
+
+impl ProxyIdentity {
+    pub fn new(id: [u8; awsfile::IDENTIFIER_LEN]) -> Self {
+        ProxyIdentity {
+            id,
+            incarnation: AtomicI64::new(0),
+        }
+    }
+
+    /// The identifier for the next client connection (incarnations start at 1).
+    pub fn next_incarnation(&self) -> ProxyIdentifier {
+        let n = self.incarnation.fetch_add(1, Ordering::Relaxed) + 1;
+        ProxyIdentifier::new(self.id, n)
+    }
+}
+
+/// Sends `bind_client_to_partition` and reads its reply.
+///
+/// Returns the decoded response and any bytes the server sent after the reply (to be
+/// forwarded to the client). Reads are bounded by `max_record_size` and the whole exchange by
+/// `limit`.
+pub async fn bind_client_to_partition<S>(
+    stream: &mut S,
+    id: &ProxyIdentifier,
+    max_record_size: usize,
+    limit: Duration,
+) -> Result<(BindClientResponse, BytesMut), BindError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let exchange = async {
+        let xid: u32 = rand::random();
+        let call = awsfile::bind_call(xid, id).map_err(efs_rpc::ReplyError::from)?;
+        let record = Record::from_message(&call)?;
+        stream.write_all(record.wire()).await?;
+        stream.flush().await?;
+
+        let mut codec = RecordCodec::new(max_record_size);
+        let mut buf = BytesMut::with_capacity(512);
+        let reply = loop {
+            if let Some(reply) = codec.decode(&mut buf)? {
+                break reply;
+            }
+            if stream.read_buf(&mut buf).await? == 0 {
+                return Err(BindError::Closed);
+            }
+        };
+        let (got, response) = awsfile::parse_bind_reply(reply.message())?;
+        if got != xid {
+            return Err(BindError::XidMismatch { sent: xid, got });
+        }
+        Ok((response, buf))
+    };
+    tokio::time::timeout(limit, exchange)
+        .await
+        .map_err(|_| BindError::Timeout(limit))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn incarnations_count_up_from_one_with_a_fixed_id() {
+        let identity = ProxyIdentity::new([7; 16]);
+        let a = identity.next_incarnation();
+        let b = identity.next_incarnation();
+        assert_eq!(a.identifier, vec![7; 16]);
+        assert_eq!(a.incarnation_number(), Some(1));
+        assert_eq!(b.incarnation_number(), Some(2));
+    }
+
+    #[test]
+    fn process_identities_differ() {
+        let a = ProxyIdentity::default().next_incarnation();
+        let b = ProxyIdentity::default().next_incarnation();
+        assert_ne!(a.identifier, b.identifier);
+    }
+}

@@ -1,0 +1,54 @@
+//! What a proxy needs to know: where to listen, where to connect, and how to secure it.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use crate::tls::{ClientIdentity, Trust};
+
+/// The port efs-utils' proxy listens on by default.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 20049);
+
+/// Proxy settings. Build one with [`ProxyConfig::new`] and adjust the public fields.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Where NFS clients connect. Loopback by default: the server leg carries this host's
+    /// identity, so the proxy must not be reachable from the network.
+    pub listen: SocketAddr,
+    /// `host:port` of the mount target or the NLB in front of it.
+    pub target: String,
+    /// TLS settings; `None` forwards plaintext (efs-utils' non-TLS EFS mounts).
+    pub tls: Option<TlsSettings>,
+    /// Limit for each TCP connect attempt and for the TLS handshake.
+    pub connect_timeout: Duration,
+    /// Limit for the `bind_client_to_partition` exchange.
+    pub bind_timeout: Duration,
+    /// Largest RPC record accepted in either direction.
+    pub max_record_size: usize,
+}
+
+/// TLS settings of the server leg.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// Name for SNI and certificate verification: the mount target's, even when `target` is
+    /// an NLB.
+    pub server_name: String,
+    pub trust: Trust,
+    /// Client certificate presented to the server (the IAM certificate for EFS/S3 Files).
+    pub identity: Option<ClientIdentity>,
+}
+
+impl ProxyConfig {
+    /// Defaults: listen on 127.0.0.1:20049, 10 s connect and bind limits, 1 MiB + 4 KiB
+    /// records, plaintext until `tls` is set.
+    pub fn new(target: impl Into<String>) -> Self {
+        ProxyConfig {
+            listen: DEFAULT_LISTEN,
+            target: target.into(),
+            tls: None,
+            connect_timeout: Duration::from_secs(10),
+            bind_timeout: Duration::from_secs(10),
+            max_record_size: efs_rpc::DEFAULT_MAX_RECORD_SIZE,
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! Errors of the server leg, each naming the layer that failed and what to check.
+//!
+//! An operator reading one log line must know whether DNS, TCP, TLS or the AWSFILE bind failed,
+//! and what to look at next. Messages never contain credentials.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use efs_rpc::{RecordError, ReplyError};
+use thiserror::Error;
+
+/// The layer of the server connection where a failure happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layer {
+    Dns,
+    Tcp,
+    Tls,
+    Bind,
+}
+
+impl std::fmt::Display for Layer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Layer::Dns => "dns",
+            Layer::Tcp => "tcp",
+            Layer::Tls => "tls",
+            Layer::Bind => "bind",
+        })
+    }
+}
+
+/// Why a connection to the mount target could not be opened.
+#[derive(Debug, Error)]
+pub enum ConnectError {
+    #[error(
+        "dns: cannot resolve {target}: {source}; check the target host name (for S3 Files: \
+         {{az_id}}.{{fs_id}}.s3files.{{region}}.on.aws, or the NLB's DNS name) and the resolver"
+    )]
+    Resolve {
+        target: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("dns: {target} resolved to no addresses; check the target host name")]
+    NoAddresses { target: String },
+    #[error(
+        "tcp: connect to {target} failed ({attempts}): check that the mount target or NLB is \
+         reachable and that its security group allows TCP 2049 from this host"
+    )]
+    Tcp { target: String, attempts: String },
+    #[error(
+        "tcp: connect to {target} timed out after {timeout:?}: the address does not answer \
+         (firewall, security group or network ACL dropping TCP 2049?)"
+    )]
+    TcpTimeout { target: String, timeout: Duration },
+    #[error("tls: handshake with {server_name} at {addr} failed: {reason}; {hint}")]
+    Tls {
+        server_name: String,
+        addr: SocketAddr,
+        reason: String,
+        hint: &'static str,
+    },
+    #[error(
+        "tls: handshake with {server_name} at {addr} timed out after {timeout:?}: is the target \
+         a TLS endpoint (EFS/S3 Files port 2049 through the NLB)?"
+    )]
+    TlsTimeout {
+        server_name: String,
+        addr: SocketAddr,
+        timeout: Duration,
+    },
+    #[error("bind: {0}")]
+    Bind(#[from] BindError),
+}
+
+impl ConnectError {
+    /// The layer that failed.
+    pub fn layer(&self) -> Layer {
+        match self {
+            ConnectError::Resolve { .. } | ConnectError::NoAddresses { .. } => Layer::Dns,
+            ConnectError::Tcp { .. } | ConnectError::TcpTimeout { .. } => Layer::Tcp,
+            ConnectError::Tls { .. } | ConnectError::TlsTimeout { .. } => Layer::Tls,
+            ConnectError::Bind(_) => Layer::Bind,
+        }
+    }
+}
+
+/// Why `bind_client_to_partition` did not produce a decoded reply.
+#[derive(Debug, Error)]
+pub enum BindError {
+    /// The server answered with an RPC-level refusal or bytes that are not a bind reply. A
+    /// plain NFS server answers PROG_UNAVAIL: the proxy then forwards without bind.
+    #[error("the server refused or did not understand bind_client_to_partition: {0}")]
+    Rpc(#[from] ReplyError),
+    #[error("the reply's xid {got:#010x} does not match the call's {sent:#010x}")]
+    XidMismatch { sent: u32, got: u32 },
+    #[error("the reply is not a valid RPC record: {0}")]
+    Record(#[from] RecordError),
+    #[error(
+        "the server closed the connection instead of answering; if the target is an EFS or S3 \
+         Files mount target, its IAM policy or the client certificate was refused"
+    )]
+    Closed,
+    #[error("no reply within {0:?}; check that the target speaks NFS/AWSFILE on this port")]
+    Timeout(Duration),
+    #[error("{reason}; {hint}")]
+    Io { reason: String, hint: &'static str },
+}
+
+impl From<io::Error> for BindError {
+    /// In TLS 1.3 the server judges the client certificate after the client's handshake is
+    /// done, so a refused certificate surfaces here, as an alert on the first read.
+    fn from(err: io::Error) -> Self {
+        if err.kind() == io::ErrorKind::UnexpectedEof {
+            return BindError::Closed;
+        }
+        let (reason, hint) = tls_hint(&err);
+        let is_tls = err
+            .get_ref()
+            .is_some_and(|e| e.downcast_ref::<rustls::Error>().is_some());
+        let hint = if is_tls {
+            hint
+        } else {
+            "the connection failed during bind; check the network path to the target"
+        };
+        BindError::Io { reason, hint }
+    }
+}
+
+impl BindError {
+    /// True when the server answered, but not with a bind reply: efs-proxy's signal to carry on
+    /// without bind on a fresh connection.
+    pub fn is_rpc_refusal(&self) -> bool {
+        match self {
+            BindError::Rpc(_) | BindError::XidMismatch { .. } => true,
+            BindError::Record(RecordError::Io(_)) => false,
+            BindError::Record(_) => true,
+            BindError::Closed | BindError::Timeout(_) | BindError::Io { .. } => false,
+        }
+    }
+}
+
+/// Maps a rustls failure to the operator's next step.
+pub(crate) fn tls_hint(err: &io::Error) -> (String, &'static str) {
+    use rustls::{AlertDescription, CertificateError, Error as TlsError};
+    let Some(tls) = err.get_ref().and_then(|e| e.downcast_ref::<TlsError>()) else {
+        let hint = match err.kind() {
+            io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => {
+                "the server closed the connection during the handshake: is the target a TLS \
+                 endpoint, and does it accept this client certificate?"
+            }
+            _ => "check the network path to the target",
+        };
+        return (err.to_string(), hint);
+    };
+    let hint = match tls {
+        TlsError::InvalidCertificate(CertificateError::NotValidForName)
+        | TlsError::InvalidCertificate(CertificateError::NotValidForNameContext { .. }) => {
+            "the server certificate does not name the expected server: --server-name must be the \
+             mount target's name (e.g. fs-XXXX.s3files.REGION.on.aws), not the NLB's"
+        }
+        TlsError::InvalidCertificate(
+            CertificateError::UnknownIssuer | CertificateError::BadSignature,
+        ) => {
+            "the server certificate is signed by an unknown CA: pass the right --ca-file (AWS's \
+             efs-utils.crt) or trust the system roots"
+        }
+        TlsError::InvalidCertificate(CertificateError::Expired)
+        | TlsError::InvalidCertificate(CertificateError::ExpiredContext { .. }) => {
+            "the server certificate has expired (or this host's clock is wrong)"
+        }
+        TlsError::InvalidCertificate(_) => "the server certificate was rejected: check --ca-file",
+        TlsError::AlertReceived(
+            AlertDescription::CertificateRequired
+            | AlertDescription::BadCertificate
+            | AlertDescription::CertificateUnknown
+            | AlertDescription::UnsupportedCertificate
+            | AlertDescription::CertificateExpired
+            | AlertDescription::AccessDenied
+            | AlertDescription::UnknownCA,
+        ) => {
+            "the server rejected our client certificate: check --cert/--key, or the IAM \
+             credentials, file system id, region and service the certificate was made for"
+        }
+        TlsError::AlertReceived(_) => "the server aborted the handshake",
+        TlsError::InvalidMessage(_) | TlsError::InappropriateMessage { .. } => {
+            "the server does not speak TLS on this port (a plain NFS server?)"
+        }
+        _ => "check the TLS settings (--ca-file, --server-name, --cert, --key)",
+    };
+    (tls.to_string(), hint)
+}
+
+/// Why the proxy could not start.
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error(
+        "cannot listen on {addr}: {source}; is another proxy using this port? choose another \
+         with --listen (127.0.0.1:0 picks a free one)"
+    )]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsSetupError),
+}

@@ -1,0 +1,69 @@
+//! Live counters of a running proxy: cheap atomics, readable at any time.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Which way a record travelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    ToServer,
+    ToClient,
+}
+
+/// Counters shared by every connection of one proxy.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub connections_accepted: AtomicU64,
+    pub connections_active: AtomicU64,
+    pub connect_failures: AtomicU64,
+    pub binds: AtomicU64,
+    /// Binds answered with an RPC refusal (a server without AWSFILE): forwarded without bind.
+    pub bind_refusals: AtomicU64,
+    pub records_to_server: AtomicU64,
+    pub records_to_client: AtomicU64,
+    pub bytes_to_server: AtomicU64,
+    pub bytes_to_client: AtomicU64,
+}
+
+/// A point-in-time copy of [`Stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    pub connections_accepted: u64,
+    pub connections_active: u64,
+    pub connect_failures: u64,
+    pub binds: u64,
+    pub bind_refusals: u64,
+    pub records_to_server: u64,
+    pub records_to_client: u64,
+    pub bytes_to_server: u64,
+    pub bytes_to_client: u64,
+}
+
+impl Stats {
+    pub(crate) fn record(&self, direction: Direction, wire_len: usize) {
+        let (records, bytes) = match direction {
+            Direction::ToServer => (&self.records_to_server, &self.bytes_to_server),
+            Direction::ToClient => (&self.records_to_client, &self.bytes_to_client),
+        };
+        records.fetch_add(1, Ordering::Relaxed);
+        bytes.fetch_add(wire_len as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        StatsSnapshot {
+            connections_accepted: get(&self.connections_accepted),
+            connections_active: get(&self.connections_active),
+            connect_failures: get(&self.connect_failures),
+            binds: get(&self.binds),
+            bind_refusals: get(&self.bind_refusals),
+            records_to_server: get(&self.records_to_server),
+            records_to_client: get(&self.records_to_client),
+            bytes_to_server: get(&self.bytes_to_server),
+            bytes_to_client: get(&self.bytes_to_client),
+        }
+    }
+}

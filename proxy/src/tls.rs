@@ -1,0 +1,231 @@
+//! TLS client settings: trust anchors, the client certificate, and the rustls configuration.
+//!
+//! The server name used for SNI and certificate verification is separate from the address
+//! dialled (see [`crate::connect`]): an NLB is reached by its own DNS name but presents the
+//! mount target's certificate.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use thiserror::Error;
+
+/// Which server certificates to trust.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trust {
+    /// The operating system's trust store.
+    SystemRoots,
+    /// The CA certificates of a PEM file (AWS's `efs-utils.crt`, or a test CA).
+    CaFile(PathBuf),
+    /// No verification at all: chain and name are not checked. For testing only; logged loudly.
+    NoVerify,
+}
+
+/// The client certificate and its private key.
+#[derive(Clone)]
+pub struct ClientIdentity {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: Arc<PrivateKeyDer<'static>>,
+}
+
+impl std::fmt::Debug for ClientIdentity {
+    /// Never prints the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientIdentity")
+            .field("certificates", &self.chain.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientIdentity {
+    /// Loads a certificate chain and a private key from PEM files.
+    pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Self, TlsSetupError> {
+        let chain = load_certificates(cert)?;
+        let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsSetupError::Pem {
+            path: key.to_path_buf(),
+            what: "private key",
+            reason: e.to_string(),
+        })?;
+        Ok(ClientIdentity {
+            chain,
+            key: Arc::new(key),
+        })
+    }
+}
+
+/// A TLS setting that cannot be used, naming the file and the fix.
+#[derive(Debug, Error)]
+pub enum TlsSetupError {
+    #[error("cannot read {what} from {path}: {reason}")]
+    Pem {
+        path: PathBuf,
+        what: &'static str,
+        reason: String,
+    },
+    #[error("{path} holds no certificate (expected PEM '-----BEGIN CERTIFICATE-----' blocks)")]
+    NoCertificates { path: PathBuf },
+    #[error("no usable CA certificate in {path}: {reason}")]
+    BadCa { path: PathBuf, reason: String },
+    #[error("the system trust store has no usable certificates; pass --ca-file")]
+    NoSystemRoots,
+    #[error("client certificate and key do not match or are unusable: {0}")]
+    ClientAuth(rustls::Error),
+    #[error("invalid server name {name:?}: expected a DNS name or IP address")]
+    ServerName { name: String },
+    #[error("TLS configuration error: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// Reads every certificate of a PEM file. Text outside PEM blocks (such as efs-utils' `# `
+/// comment lines) is ignored.
+pub fn load_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| TlsSetupError::Pem {
+            path: path.to_path_buf(),
+            what: "certificates",
+            reason: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(TlsSetupError::NoCertificates {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(certs)
+}
+
+/// Parses a server name for SNI and verification.
+pub fn server_name(name: &str) -> Result<ServerName<'static>, TlsSetupError> {
+    ServerName::try_from(name.to_string()).map_err(|_| TlsSetupError::ServerName {
+        name: name.to_string(),
+    })
+}
+
+/// The ring provider: the whole project uses one crypto backend (see `crate-stack.md`).
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Builds the rustls client configuration (TLS 1.2 and 1.3, as efs-proxy's s2n policy).
+pub fn client_config(
+    trust: &Trust,
+    identity: Option<&ClientIdentity>,
+) -> Result<ClientConfig, TlsSetupError> {
+    let provider = provider();
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+    let builder = match trust {
+        Trust::NoVerify => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerification(provider))),
+        Trust::CaFile(path) => builder.with_root_certificates(ca_file_roots(path)?),
+        Trust::SystemRoots => builder.with_root_certificates(system_roots()?),
+    };
+    let mut config = match identity {
+        Some(id) => builder
+            .with_client_auth_cert(id.chain.clone(), id.key.clone_key())
+            .map_err(TlsSetupError::ClientAuth)?,
+        None => builder.with_no_client_auth(),
+    };
+    // NFS is a long-lived stream of small and large records; resumption buys nothing on a
+    // connection that lives for hours, but costs nothing either, so keep rustls' defaults.
+    config.enable_sni = true;
+    Ok(config)
+}
+
+fn ca_file_roots(path: &Path) -> Result<RootCertStore, TlsSetupError> {
+    let mut roots = RootCertStore::empty();
+    for cert in load_certificates(path)? {
+        roots.add(cert).map_err(|e| TlsSetupError::BadCa {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    }
+    Ok(roots)
+}
+
+fn system_roots() -> Result<RootCertStore, TlsSetupError> {
+    let mut roots = RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(found.certs);
+    if roots.is_empty() {
+        return Err(TlsSetupError::NoSystemRoots);
+    }
+    Ok(roots)
+}
+
+/// A verifier that accepts any server certificate but still checks the handshake signatures,
+/// so the session is encrypted to whoever holds the presented key. Only for `--no-verify`.
+#[derive(Debug)]
+struct NoVerification(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The TLS configuration in use, replaceable while the proxy runs (certificate refresh and
+/// SIGHUP reload): new connections take the current one, open connections keep theirs.
+#[derive(Clone)]
+pub struct TlsConfigHandle(Arc<RwLock<Arc<ClientConfig>>>);
+
+impl TlsConfigHandle {
+    pub fn new(config: ClientConfig) -> Self {
+        TlsConfigHandle(Arc::new(RwLock::new(Arc::new(config))))
+    }
+
+    /// The configuration new connections should use.
+    pub fn current(&self) -> Arc<ClientConfig> {
+        // A poisoned lock only means a writer panicked mid-swap of an `Arc`: the value is whole.
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the configuration for connections opened from now on.
+    pub fn replace(&self, config: ClientConfig) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+    }
+}

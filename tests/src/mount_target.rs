@@ -1,0 +1,390 @@
+//! A fake EFS / S3 Files mount target: a TLS server that requires a client certificate,
+//! answers `bind_client_to_partition` as configured, then serves NFS records from a backend
+//! (an in-process RPC responder, or a real NFS server such as nfs-ganesha).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::BytesMut;
+use efs_rpc::awsfile::{self, BindClientResponse, BindResponse, PartitionId, ProxyIdentifier};
+use efs_rpc::{AcceptStat, Record, RecordCodec, ReplyHeader, RpcMessage};
+use futures_util::{SinkExt, StreamExt};
+use rustls::DigitallySignedStruct;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DistinguishedName, ServerConfig, SignatureScheme};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::codec::{Framed, FramedParts};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::responder::{Responder, respond};
+
+/// How the fake mount target answers `bind_client_to_partition`.
+#[derive(Debug, Clone)]
+pub enum BindBehaviour {
+    /// A decoded reply of the given content (READY, RETRY_LATER, ERROR, ...).
+    Reply(BindClientResponse),
+    /// PROG_UNAVAIL, as a plain NFS server (ganesha) answers; the connection stays usable.
+    ProgUnavail,
+    /// These raw bytes (not a valid reply), then the connection is closed.
+    Garbage(Vec<u8>),
+    /// Never answer; keep the connection open.
+    Silent,
+    /// Close the connection without answering.
+    Close,
+}
+
+impl BindBehaviour {
+    /// READY on a partition made of `byte`, with efs-proxy's default scale-up settings.
+    pub fn ready(byte: u8) -> Self {
+        BindBehaviour::Reply(BindClientResponse {
+            bind_response: BindResponse::Ready(PartitionId([byte; 64])),
+            scale_up_config: Default::default(),
+        })
+    }
+
+    /// Parses the command-line spelling: ready, retry-later, error, prog-unavail, garbage,
+    /// silent, close.
+    pub fn parse(s: &str) -> Option<Self> {
+        let reply = |r| {
+            BindBehaviour::Reply(BindClientResponse {
+                bind_response: r,
+                scale_up_config: Default::default(),
+            })
+        };
+        Some(match s {
+            "ready" => Self::ready(0xa0),
+            "retry-later" => reply(BindResponse::RetryLater("busy".into())),
+            "error" => reply(BindResponse::Error("bind refused by test".into())),
+            "prog-unavail" => BindBehaviour::ProgUnavail,
+            "garbage" => BindBehaviour::Garbage(b"\x80\x00\x00\x08not-rpc!".to_vec()),
+            "silent" => BindBehaviour::Silent,
+            "close" => BindBehaviour::Close,
+            _ => return None,
+        })
+    }
+}
+
+/// What serves NFS records after the bind.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// Answer every call in-process.
+    Responder(Responder),
+    /// Relay bytes to a real NFS server at this address.
+    Relay(SocketAddr),
+}
+
+/// Configuration of a fake mount target.
+#[derive(Debug)]
+pub struct MountTargetConfig {
+    /// `None`: plaintext (no TLS at all).
+    pub tls: Option<ServerTls>,
+    pub bind: BindBehaviour,
+    pub backend: Backend,
+    pub max_record_size: usize,
+}
+
+/// The server side of TLS.
+#[derive(Debug)]
+pub struct ServerTls {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+    /// Refuse handshakes without a client certificate (as EFS does).
+    pub require_client_cert: bool,
+}
+
+/// What the fake mount target saw, for assertions.
+#[derive(Debug, Default, Clone)]
+pub struct Observations {
+    /// TCP connections accepted.
+    pub connections: usize,
+    /// TLS handshakes completed.
+    pub handshakes: usize,
+    /// DER of each client certificate presented.
+    pub client_certs: Vec<Vec<u8>>,
+    /// SNI of each handshake.
+    pub server_names: Vec<Option<String>>,
+    /// The identifier of each bind call.
+    pub binds: Vec<ProxyIdentifier>,
+    /// NFS records handled after the bind (responder backend only).
+    pub records: usize,
+}
+
+/// A running fake mount target.
+pub struct FakeMountTarget {
+    addr: SocketAddr,
+    observations: Arc<Mutex<Observations>>,
+    shutdown: CancellationToken,
+}
+
+impl Drop for FakeMountTarget {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl FakeMountTarget {
+    /// Starts serving on `listen` in the current runtime.
+    pub async fn start(listen: SocketAddr, config: MountTargetConfig) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let acceptor = config.tls.map(tls_acceptor).transpose()?;
+        let shared = Arc::new(Shared {
+            bind: config.bind,
+            backend: config.backend,
+            max_record_size: config.max_record_size,
+            observations: Default::default(),
+        });
+        let shutdown = CancellationToken::new();
+        let observations = shared.observations.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, peer) = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    r = listener.accept() => match r {
+                        Ok(pair) => pair,
+                        Err(e) => { warn!("accept: {e}"); continue; }
+                    },
+                };
+                let shared = shared.clone();
+                let acceptor = acceptor.clone();
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = stop.cancelled() => {}
+                        r = serve(stream, acceptor, &shared) => if let Err(e) = r {
+                            debug!("connection from {peer}: {e:#}");
+                        }
+                    }
+                });
+            }
+        });
+        Ok(FakeMountTarget {
+            addr,
+            observations,
+            shutdown,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A copy of what was seen so far.
+    pub fn observations(&self) -> Observations {
+        self.observations.lock().unwrap().clone()
+    }
+}
+
+struct Shared {
+    bind: BindBehaviour,
+    backend: Backend,
+    max_record_size: usize,
+    observations: Arc<Mutex<Observations>>,
+}
+
+impl Shared {
+    fn observe(&self, f: impl FnOnce(&mut Observations)) {
+        f(&mut self.observations.lock().unwrap());
+    }
+}
+
+async fn serve(
+    stream: TcpStream,
+    acceptor: Option<TlsAcceptor>,
+    shared: &Shared,
+) -> anyhow::Result<()> {
+    shared.observe(|o| o.connections += 1);
+    stream.set_nodelay(true)?;
+    match acceptor {
+        None => serve_stream(stream, shared).await,
+        Some(acceptor) => {
+            let tls = acceptor.accept(stream).await?;
+            let (_, conn) = tls.get_ref();
+            let cert = conn
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| c.to_vec());
+            let sni = conn.server_name().map(str::to_string);
+            info!(
+                sni = ?sni,
+                client_cert = cert.as_ref().map(|c| c.len()),
+                "tls: handshake complete ({:?})",
+                conn.protocol_version()
+            );
+            shared.observe(|o| {
+                o.handshakes += 1;
+                o.server_names.push(sni);
+                o.client_certs.extend(cert);
+            });
+            serve_stream(tls, shared).await
+        }
+    }
+}
+
+async fn serve_stream<S>(stream: S, shared: &Shared) -> anyhow::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut framed = Framed::new(stream, RecordCodec::new(shared.max_record_size));
+    let Some(first) = framed.next().await.transpose()? else {
+        return Ok(());
+    };
+    let pending_record = match awsfile::parse_bind_call(first.message()) {
+        Ok((xid, id)) => {
+            info!(incarnation = ?id.incarnation_number(), "bind_client_to_partition received");
+            shared.observe(|o| o.binds.push(id));
+            match &shared.bind {
+                BindBehaviour::Reply(response) => {
+                    let reply = awsfile::bind_reply(xid, response)?;
+                    framed.send(Record::from_message(&reply)?).await?;
+                }
+                BindBehaviour::ProgUnavail => {
+                    let reply =
+                        RpcMessage::reply(xid, ReplyHeader::accepted(AcceptStat::ProgUnavail));
+                    framed.send(Record::from_message(&reply.encode()?)?).await?;
+                }
+                BindBehaviour::Garbage(bytes) => {
+                    let stream = framed.get_mut();
+                    stream.write_all(bytes).await?;
+                    stream.shutdown().await?;
+                    return Ok(());
+                }
+                BindBehaviour::Silent => {
+                    while framed.next().await.transpose()?.is_some() {}
+                    return Ok(());
+                }
+                BindBehaviour::Close => return Ok(()),
+            }
+            None
+        }
+        // Not a bind: the proxy reconnected without bind, this is already NFS traffic.
+        Err(_) => Some(first),
+    };
+
+    match &shared.backend {
+        Backend::Responder(responder) => {
+            if let Some(record) = pending_record {
+                answer(&mut framed, responder, record, shared).await?;
+            }
+            while let Some(record) = framed.next().await.transpose()? {
+                answer(&mut framed, responder, record, shared).await?;
+            }
+            Ok(())
+        }
+        Backend::Relay(nfs) => {
+            let mut upstream = TcpStream::connect(nfs).await?;
+            upstream.set_nodelay(true)?;
+            let FramedParts {
+                io: mut stream,
+                read_buf,
+                ..
+            } = framed.into_parts();
+            if let Some(record) = pending_record {
+                upstream.write_all(record.wire()).await?;
+            }
+            upstream.write_all(&read_buf).await?;
+            tokio::io::copy_bidirectional(&mut stream, &mut upstream).await?;
+            Ok(())
+        }
+    }
+}
+
+async fn answer<S>(
+    framed: &mut Framed<S, RecordCodec>,
+    responder: &Responder,
+    record: Record,
+    shared: &Shared,
+) -> anyhow::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    shared.observe(|o| o.records += 1);
+    if let Some(reply) = respond(responder, record.message()) {
+        let mut wire = BytesMut::with_capacity(reply.len() + 4);
+        wire.extend_from_slice(&(reply.len() as u32 | 0x8000_0000).to_be_bytes());
+        wire.extend_from_slice(&reply);
+        framed.get_mut().write_all(&wire).await?;
+    }
+    Ok(())
+}
+
+fn tls_acceptor(tls: ServerTls) -> anyhow::Result<TlsAcceptor> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(AnyClientCert {
+        provider: provider.clone(),
+        required: tls.require_client_cert,
+    });
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(tls.chain, tls.key)?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Accepts any client certificate (IAM certificates are self-signed; their content is what
+/// the service checks), but requires one when configured and checks the handshake signature,
+/// so the client proves it holds the certificate's key.
+#[derive(Debug)]
+struct AnyClientCert {
+    provider: Arc<CryptoProvider>,
+    required: bool,
+}
+
+impl ClientCertVerifier for AnyClientCert {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.required
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
