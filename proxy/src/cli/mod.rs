@@ -1,0 +1,3 @@
+//! Subcommands of the `efs-proxy` binary.
+
+pub mod run;
