@@ -213,7 +213,7 @@ async fn serve(
             let sni = conn.server_name().map(str::to_string);
             info!(
                 sni = ?sni,
-                client_cert = cert.as_ref().map(|c| c.len()),
+                client_cert_bytes = cert.as_ref().map_or(0, |c| c.len()),
                 "tls: handshake complete ({:?})",
                 conn.protocol_version()
             );

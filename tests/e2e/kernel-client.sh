@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# End to end with real peers:
+#
+#   Linux 6.1 kernel NFSv4.2 client (QEMU guest)
+#     └─ mount -t nfs4 -o nfsvers=4.2,port=P 10.0.2.2:/   (slirp: host 127.0.0.1:P)
+#   efs-proxy on 127.0.0.1:P
+#     └─ TLS (verified server name, client certificate) + bind_client_to_partition
+#   fake mount target (tests/src/bin/fake-mount-target.rs): TLS, requires the client
+#     certificate, answers the bind READY, then relays to
+#   nfs-ganesha on 127.0.0.1:G (FSAL_VFS, export DIR/export)
+#
+# The guest writes 16 MiB, unmounts, remounts and checks the sha256; the host then checks the
+# same file in ganesha's export directory, and this script checks that the fake mount target
+# saw the TLS handshake, the client certificate and the bind.
+#
+#   tests/e2e/kernel-client.sh             (root; run tests/harness/install-deps.sh once)
+#
+# env: BIN_DIR (default: $CARGO_TARGET_DIR or ./target, /debug) holds efs-proxy and
+#      fake-mount-target; E2E_PROFILE=release picks target/release; anything run-guest.sh reads.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+export PROG=e2e  # log prefix used by lib.sh
+# shellcheck source=tests/harness/lib.sh
+. "$ROOT/tests/harness/lib.sh"
+need_root
+need_cmd ganesha.nfsd nfs-ganesha
+need_cmd qemu-system-x86_64 qemu-system-x86
+
+BIN_DIR=${BIN_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/${E2E_PROFILE:-debug}}
+for bin in efs-proxy fake-mount-target; do
+  [ -x "$BIN_DIR/$bin" ] || die "$BIN_DIR/$bin not found: run 'cargo build --workspace --bins' first" 2
+done
+SERVER_NAME=fs-0123456789abcdef0.s3files.us-east-1.on.aws
+
+t0=$(now)
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/efs-e2e.XXXXXX")
+GDIR=$TMP/ganesha
+pids=()
+target='' proxy=''  # set by start_listener
+# shellcheck disable=SC2317  # called through the trap
+cleanup() {
+  local rc=$?
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  "$HARNESS_DIR/ganesha.sh" stop "$GDIR" 2>/dev/null || true
+  if [ "$rc" -ne 0 ]; then
+    log "FAILED; logs kept in $TMP:"
+    for f in "$TMP"/*.log; do
+      [ -f "$f" ] && { printf -- '--- %s (last 30 lines)\n' "$f" >&2; tail -n 30 "$f" >&2; }
+    done
+  else
+    rm -rf "$TMP"
+  fi
+  return "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# start_listener VAR NAME CMD...: runs CMD in the background (stdout NAME.out, stderr
+# NAME.log), waits for its "listening on ADDR" line and stores ADDR in VAR. (Not through $(...):
+# the pid must reach the cleanup list of this shell.)
+start_listener() {
+  local var=$1 name=$2; shift 2
+  "$@" >"$TMP/$name.out" 2>"$TMP/$name.log" </dev/null &
+  pids+=($!)
+  local deadline=$((SECONDS + 30)) addr=
+  until [ -n "$addr" ]; do
+    kill -0 "${pids[-1]}" 2>/dev/null || die "$name exited before listening; see $TMP/$name.log"
+    [ "$SECONDS" -lt "$deadline" ] || die "$name did not print 'listening on' within 30 s"
+    sleep 0.05
+    addr=$(sed -n 's/^listening on //p' "$TMP/$name.out")
+  done
+  printf -v "$var" '%s' "$addr"
+}
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "nfs server: nfs-ganesha (NFSv4.2, FSAL_VFS)"
+gport=$(free_port)
+"$HARNESS_DIR/ganesha.sh" start "$GDIR" "$gport" VFS >/dev/null
+echo "ganesha on 127.0.0.1:$gport, export $GDIR/export"
+
+step "mount target: fake-mount-target (TLS, client certificate required, bind READY, relay to ganesha)"
+start_listener target target "$BIN_DIR/fake-mount-target" --listen 127.0.0.1:0 \
+  --pki-dir "$TMP/pki" --server-name "$SERVER_NAME" --bind ready --backend "127.0.0.1:$gport"
+echo "mount target on $target, certificate for $SERVER_NAME (test CA $TMP/pki/ca.pem)"
+
+step "proxy: efs-proxy run (TLS to the mount target, client certificate, bind)"
+start_listener proxy proxy "$BIN_DIR/efs-proxy" run --listen 127.0.0.1:0 \
+  --target "$target" --server-name "$SERVER_NAME" --ca-file "$TMP/pki/ca.pem" \
+  --cert "$TMP/pki/client.pem" --key "$TMP/pki/client.key"
+pport=${proxy##*:}
+echo "efs-proxy on $proxy"
+
+step "nfs client: Linux kernel in QEMU, mount -t nfs4 -o nfsvers=4.2,port=$pport 10.0.2.2:/"
+rc=0
+NFS_PORT=$pport EXPORT_DIR=$GDIR/export "$HARNESS_DIR/run-guest.sh" | grep -E 'KVMNFS|PASS|FAIL|mount' || rc=${PIPESTATUS[0]}
+[ "$rc" = 0 ] || die "the kernel client test failed (run-guest.sh exit $rc)" "$rc"
+
+step "what each layer saw"
+grep -q 'tls: handshake complete' "$TMP/target.log" || die "mount target saw no TLS handshake"
+grep -q 'client_cert_bytes=[1-9]' "$TMP/target.log" || die "mount target saw no client certificate"
+grep -q 'bind_client_to_partition received' "$TMP/target.log" || die "mount target saw no bind"
+grep -q 'bind: READY' "$TMP/proxy.log" || die "proxy did not log a READY bind"
+echo "mount target: $(grep -c 'client_cert_bytes=[1-9]' "$TMP/target.log") TLS handshakes with a client certificate, $(grep -c 'bind_client_to_partition received' "$TMP/target.log") binds"
+echo "proxy:        $(grep -m1 'forwarding; bind' "$TMP/proxy.log" | sed 's/.*efs_proxy::proxy: //')"
+echo "host:         $GDIR/export holds the guest's file with the same sha256"
+log "PASS in $(elapsed "$t0") s"

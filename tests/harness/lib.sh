@@ -1,0 +1,68 @@
+# shellcheck shell=bash
+# Shared helpers for the efs-proxy e2e harness (sourced, never executed).
+#
+#   . "$(dirname "$0")/lib.sh"
+#
+# Provides: log, die, need_root, need_cmd, port_listening, wait_port, free_port, now, elapsed,
+# and the defaults HARNESS_DIR and KVMNFS_WORK.
+
+# Directory holding the harness scripts (absolute).
+HARNESS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# Shared, persistent cache for the guest kernel and the base initramfs (~0.6 GB).
+# Per-run files never go here, except the "latest" serial log (see run-guest.sh).
+: "${KVMNFS_WORK:=/var/tmp/efs-proxy-kvm}"
+export KVMNFS_WORK
+
+# Name of the running script, used as the log prefix.
+PROG=${PROG:-$(basename "$0" .sh)}
+
+# log MSG...: progress message on stderr (stdout stays free for data / the serial console).
+log() { printf '[%s] %s\n' "$PROG" "$*" >&2; }
+
+# die MSG [EXIT_CODE]: print an error (what failed, what to check) and exit (default 1).
+die() { printf '[%s] ERROR: %s\n' "$PROG" "$1" >&2; exit "${2:-1}"; }
+
+need_root() {
+  [ "$(id -u)" = 0 ] || die "must run as root (ganesha's FSAL_VFS needs open_by_handle_at; apt needs root)" 2
+}
+
+# need_cmd CMD [PACKAGE]: fail with an install hint when CMD is missing.
+need_cmd() {
+  command -v "$1" >/dev/null 2>&1 ||
+    die "'$1' not found (Debian package ${2:-$1}); run $HARNESS_DIR/install-deps.sh" 2
+}
+
+# port_listening PORT: true if some socket in this network namespace LISTENs on TCP PORT
+# (any address).  Uses ss, so it opens no connection to the listener.
+port_listening() {
+  [ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]
+}
+
+# wait_port PORT SECONDS: wait until PORT is listening; false on timeout.
+wait_port() {
+  local deadline=$((SECONDS + $2))
+  until port_listening "$1"; do
+    [ "$SECONDS" -lt "$deadline" ] || return 1
+    sleep 0.05
+  done
+}
+
+# free_port: print a TCP port in 20000-59999 on which nothing listens right now.
+# (Racy by nature; the callers bind it within a second.)
+free_port() {
+  local p i
+  for i in $(seq 1 200); do
+    p=$((20000 + (RANDOM * 32768 + RANDOM + i) % 40000))
+    port_listening "$p" || { echo "$p"; return 0; }
+  done
+  die "no free TCP port found in 20000-59999"
+}
+
+# now: wall-clock seconds with microseconds (bash 5 EPOCHREALTIME, no forks).
+now() { echo "${EPOCHREALTIME/,/.}"; }
+
+# elapsed T0 [T1]: seconds between two `now` values, printed as %.1f.
+elapsed() {
+  local t1=${2:-$(now)}
+  awk -v a="$1" -v b="$t1" 'BEGIN { printf "%.1f", b - a }'
+}
