@@ -34,6 +34,9 @@ pub struct TlsSettings {
     /// an NLB.
     pub server_name: String,
     pub trust: Trust,
+    /// Check that the certificate names `server_name` (efs-utils' empty `checkHost` turns
+    /// this off; the chain is still verified).
+    pub verify_hostname: bool,
     /// Client certificate presented to the server (the IAM certificate for EFS/S3 Files).
     pub identity: Option<ClientIdentity>,
 }

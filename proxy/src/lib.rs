@@ -17,8 +17,10 @@
 pub mod bind;
 pub mod config;
 pub mod connect;
+pub mod dropin;
 pub mod error;
 pub mod forward;
+pub mod logfile;
 pub mod proxy;
 pub mod stats;
 pub mod tls;

@@ -10,14 +10,33 @@ use tracing_subscriber::EnvFilter;
 /// A pure-Rust TLS + IAM proxy for Amazon EFS and Amazon S3 Files.
 ///
 /// NFS clients mount through it: `mount -t nfs4 -o nfsvers=4.2,port=20049 127.0.0.1:/ /mnt`.
+///
+/// Drop-in mode for efs-utils: `efs-proxy CONFIG [--tls] [--no-direct-s3-read]` reads the
+/// config file the mount helper writes (logging, pid file and signals as AWS's efs-proxy).
 #[derive(Parser)]
-#[command(name = "efs-proxy", version, propagate_version = true)]
+#[command(
+    name = "efs-proxy",
+    version,
+    propagate_version = true,
+    args_conflicts_with_subcommands = true,
+    arg_required_else_help = true
+)]
 struct Cli {
     /// Log level (error, warn, info, debug, trace) or a tracing filter; RUST_LOG wins if set.
+    /// Drop-in mode takes its level from the config file instead.
     #[arg(long, global = true, default_value = "info")]
     log_level: String,
+    /// Drop-in mode: the efs-utils config file (stunnel-style INI with an [efs] section).
+    #[arg(value_name = "CONFIG")]
+    config: Option<std::path::PathBuf>,
+    /// Drop-in mode: TLS to the mount target with the config's cert, key, CAfile, checkHost.
+    #[arg(long, requires = "config")]
+    tls: bool,
+    /// Drop-in mode: accepted for compatibility; this proxy never reads from S3 directly.
+    #[arg(long, requires = "config")]
+    no_direct_s3_read: bool,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -28,6 +47,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let command = match (cli.command, cli.config) {
+        (Some(command), _) => command,
+        (None, Some(config)) => return exit_with(cli::legacy::main(&config, cli.tls)),
+        (None, None) => unreachable!("clap requires a subcommand or CONFIG"),
+    };
     init_logging(&cli.log_level);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -36,9 +60,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = match cli.command {
+    let result = match command {
         Command::Run(args) => runtime.block_on(cli::run::run(args)),
     };
+    exit_with(result)
+}
+
+/// Exit status 0, or 1 with one `error:` line on stderr (never a panic backtrace).
+fn exit_with(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -68,6 +68,7 @@ impl Proxy {
                 }
                 let handle = TlsConfigHandle::new(tls::client_config(
                     &settings.trust,
+                    settings.verify_hostname,
                     settings.identity.as_ref(),
                 )?);
                 let security = Security::Tls {

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -21,6 +22,9 @@ pub enum Trust {
     SystemRoots,
     /// The CA certificates of a PEM file (AWS's `efs-utils.crt`, or a test CA).
     CaFile(PathBuf),
+    /// A CA file and the system trust store together: what AWS's efs-proxy trusts when its
+    /// config names a `CAfile` (s2n loads the system store as well).
+    CaFileAndSystemRoots(PathBuf),
     /// No verification at all: chain and name are not checked. For testing only; logged loudly.
     NoVerify,
 }
@@ -111,19 +115,42 @@ pub fn provider() -> Arc<CryptoProvider> {
 }
 
 /// Builds the rustls client configuration (TLS 1.2 and 1.3, as efs-proxy's s2n policy).
+///
+/// `verify_hostname: false` still verifies the chain but accepts any name on the certificate
+/// (efs-utils' empty `checkHost`).
 pub fn client_config(
     trust: &Trust,
+    verify_hostname: bool,
     identity: Option<&ClientIdentity>,
 ) -> Result<ClientConfig, TlsSetupError> {
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
-    let builder = match trust {
-        Trust::NoVerify => builder
+    let roots = match trust {
+        Trust::NoVerify => None,
+        Trust::CaFile(path) => Some(ca_file_roots(path)?),
+        Trust::SystemRoots => Some(system_roots()?),
+        Trust::CaFileAndSystemRoots(path) => {
+            let mut roots = ca_file_roots(path)?;
+            roots
+                .roots
+                .extend(system_roots().map(|r| r.roots).unwrap_or_default());
+            Some(roots)
+        }
+    };
+    let builder = match roots {
+        None => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(NoVerification(provider))),
-        Trust::CaFile(path) => builder.with_root_certificates(ca_file_roots(path)?),
-        Trust::SystemRoots => builder.with_root_certificates(system_roots()?),
+        Some(roots) if verify_hostname => builder.with_root_certificates(roots),
+        Some(roots) => {
+            let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| TlsSetupError::Rustls(rustls::Error::General(e.to_string())))?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(ChainOnly(webpki)))
+        }
     };
     let mut config = match identity {
         Some(id) => builder
@@ -156,6 +183,54 @@ fn system_roots() -> Result<RootCertStore, TlsSetupError> {
         return Err(TlsSetupError::NoSystemRoots);
     }
     Ok(roots)
+}
+
+/// Verifies the chain to the trust anchors but accepts any name on the certificate.
+#[derive(Debug)]
+struct ChainOnly(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        use rustls::CertificateError::{NotValidForName, NotValidForNameContext};
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                NotValidForName | NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
 }
 
 /// A verifier that accepts any server certificate but still checks the handshake signatures,

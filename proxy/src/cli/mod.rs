@@ -1,3 +1,4 @@
 //! Subcommands of the `efs-proxy` binary.
 
+pub mod legacy;
 pub mod run;

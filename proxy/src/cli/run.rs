@@ -63,6 +63,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     config.tls = Some(TlsSettings {
         server_name: args.server_name,
         trust,
+        verify_hostname: true,
         identity,
     });
 

@@ -1,0 +1,239 @@
+//! `efs-proxy CONFIG [--tls] [--no-direct-s3-read]`: the interface efs-utils' mount helpers
+//! and watchdog use (efs-proxy-spec.md §1 and §9), so this binary can replace
+//! `/usr/sbin/efs-proxy` with `mount -t efs` / `mount -t s3files` unchanged.
+//!
+//! The process contract: the pid file holds `"<pid>\n"`; SIGTERM removes it and exits 0;
+//! SIGHUP (TLS mode) reloads the certificate, key and CA for new connections, and a failed
+//! reload keeps the previous ones (AWS's proxy silently stops reloading after one failure).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use efs_proxy::dropin::{self, DropInConfig, LogDestination};
+use efs_proxy::logfile::RotatingFile;
+use efs_proxy::tls::{self, TlsConfigHandle};
+use efs_proxy::{ClientIdentity, Proxy, ProxyConfig, TlsSettings, Trust};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+/// Runs the proxy from an efs-utils config file until SIGTERM.
+pub fn main(config_path: &Path, tls: bool) -> anyhow::Result<()> {
+    let config = dropin::load(config_path)?;
+    init_logging(&config)?;
+    if config.fips {
+        bail!(
+            "{}: fips = yes asks for FIPS 140-3 validated cryptography, which this build does \
+             not have (rustls with ring); set fips = no, or use AWS's efs-proxy for FIPS mounts",
+            config_path.display()
+        );
+    }
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(serve(config_path, config, tls))
+}
+
+async fn serve(path: &Path, config: DropInConfig, tls: bool) -> anyhow::Result<()> {
+    let proxy_config = proxy_config(path, &config, tls)?;
+    let proxy = Proxy::bind(proxy_config).await?;
+    let pid = PidFile::write(&config.pid_file);
+    info!(
+        "efs-proxy {} (drop-in) listening on {}, forwarding to {} ({})",
+        env!("CARGO_PKG_VERSION"),
+        config.accept,
+        config.connect,
+        if tls { "TLS" } else { "plaintext" }
+    );
+
+    let shutdown = CancellationToken::new();
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let tls_handle = proxy.tls_handle();
+    let reload = ReloadSource {
+        path: path.to_path_buf(),
+        tls: tls_handle,
+    };
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => {
+                    info!("SIGTERM: shutting down");
+                    stop.cancel();
+                    return;
+                }
+                _ = hup.recv() => reload.reload(),
+            }
+        }
+    });
+    proxy.run(shutdown, Duration::from_secs(2)).await;
+    drop(pid);
+    Ok(())
+}
+
+/// Maps the config file onto the proxy's settings.
+fn proxy_config(path: &Path, config: &DropInConfig, tls: bool) -> anyhow::Result<ProxyConfig> {
+    let mut proxy = ProxyConfig::new(config.connect.clone());
+    proxy.listen = config.accept;
+    // efs-proxy gives the whole initial connection `retry_nfs_mount_command_timeout_sec - 1`.
+    let limit = Duration::from_secs(config.init_timeout_sec.saturating_sub(1).max(1));
+    proxy.connect_timeout = limit;
+    proxy.bind_timeout = limit;
+    if tls {
+        proxy.tls = Some(tls_settings(path, config)?);
+    }
+    Ok(proxy)
+}
+
+fn tls_settings(path: &Path, config: &DropInConfig) -> anyhow::Result<TlsSettings> {
+    let file = path.display();
+    let cert = config
+        .cert
+        .as_ref()
+        .with_context(|| format!("{file}: --tls needs `cert` in [efs] (the client certificate)"))?;
+    let key = config
+        .key
+        .as_ref()
+        .with_context(|| format!("{file}: --tls needs `key` in [efs] (the private key)"))?;
+    let identity = ClientIdentity::from_pem_files(cert, key)?;
+    let trust = match &config.ca_file {
+        Some(ca) => Trust::CaFileAndSystemRoots(ca.clone()),
+        None => {
+            warn!(
+                "{file}: no CAfile: the server certificate is NOT verified (efs-utils verify=0); \
+                 anyone on the path can impersonate the mount target"
+            );
+            Trust::NoVerify
+        }
+    };
+    let server_name = match &config.check_host {
+        Some(name) => name.clone(),
+        None => {
+            warn!("{file}: no checkHost: the server certificate's name is not checked");
+            host_of(&config.connect).to_string()
+        }
+    };
+    Ok(TlsSettings {
+        server_name,
+        trust,
+        verify_hostname: config.check_host.is_some(),
+        identity: Some(identity),
+    })
+}
+
+/// The host part of `host:port` (or `[v6]:port`).
+fn host_of(connect: &str) -> &str {
+    let host = connect.rsplit_once(':').map_or(connect, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+/// Re-reads certificate, key and CA from the config file's paths on SIGHUP.
+struct ReloadSource {
+    path: PathBuf,
+    tls: Option<TlsConfigHandle>,
+}
+
+impl ReloadSource {
+    fn reload(&self) {
+        let Some(handle) = &self.tls else {
+            info!("SIGHUP ignored: no TLS in use (started without --tls)");
+            return;
+        };
+        let result = dropin::load(&self.path)
+            .map_err(anyhow::Error::from)
+            .and_then(|config| tls_settings(&self.path, &config))
+            .and_then(|settings| {
+                Ok(tls::client_config(
+                    &settings.trust,
+                    settings.verify_hostname,
+                    settings.identity.as_ref(),
+                )?)
+            });
+        match result {
+            Ok(config) => {
+                handle.replace(config);
+                info!("SIGHUP: reloaded certificate, key and CA; new connections use them");
+            }
+            Err(e) => error!("SIGHUP: reload failed, keeping the previous certificate: {e:#}"),
+        }
+    }
+}
+
+/// The pid file: `"<pid>\n"`, removed when dropped (SIGTERM, or a fatal error).
+struct PidFile(PathBuf);
+
+impl PidFile {
+    fn write(path: &Path) -> PidFile {
+        // Like efs-proxy, a pid file that cannot be written is not fatal (for non-TLS mounts
+        // its directory does not exist); the watchdog tolerates its absence.
+        if let Err(e) = std::fs::write(path, format!("{}\n", std::process::id())) {
+            warn!("cannot write pid file {}: {e}", path.display());
+        }
+        PidFile(path.to_path_buf())
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Logs to the configured destination at the configured level, and errors to stderr too
+/// (the mount helper quotes stderr in its own log when the proxy dies during a mount).
+fn init_logging(config: &DropInConfig) -> anyhow::Result<()> {
+    let level = EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| EnvFilter::new("warn"));
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_filter(LevelFilter::ERROR);
+    let main = match &config.log {
+        LogDestination::File {
+            path,
+            max_bytes,
+            file_count,
+        } => {
+            let file = RotatingFile::open(path, *max_bytes, *file_count)
+                .with_context(|| format!("opening the log file {}", path.display()))?;
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(file)
+                    .with_ansi(false)
+                    .with_filter(level)
+                    .boxed(),
+            )
+        }
+        LogDestination::Stdout => Some(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stdout)
+                .with_ansi(false)
+                .with_filter(level)
+                .boxed(),
+        ),
+        LogDestination::Off => None,
+    };
+    tracing_subscriber::registry()
+        .with(stderr)
+        .with(main)
+        .init();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_of;
+
+    #[test]
+    fn host_of_strips_the_port() {
+        assert_eq!(
+            host_of("fs-1.efs.us-east-1.amazonaws.com:2049"),
+            "fs-1.efs.us-east-1.amazonaws.com"
+        );
+        assert_eq!(host_of("[::1]:2049"), "::1");
+        assert_eq!(host_of("10.0.0.1:2049"), "10.0.0.1");
+    }
+}
