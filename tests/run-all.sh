@@ -36,6 +36,8 @@ shellcheck -x "${scripts[@]}"
 if [ "${SKIP_E2E:-0}" != 1 ]; then
   section "end to end: kernel client → efs-proxy → mount target → ganesha"
   bash tests/e2e/kernel-client.sh
+  section "end to end, drop-in mode (efs-utils config file)"
+  E2E_MODE=dropin bash tests/e2e/kernel-client.sh
 fi
 
 section "all tests passed in $((SECONDS - t0)) s"

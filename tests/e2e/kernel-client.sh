@@ -15,7 +15,9 @@
 #
 #   tests/e2e/kernel-client.sh             (root; run tests/harness/install-deps.sh once)
 #
-# env: BIN_DIR (default: $CARGO_TARGET_DIR or ./target, /debug) holds efs-proxy and
+# env: E2E_MODE=native (default: `efs-proxy run ...`) or dropin (efs-utils' interface:
+#      `setsid efs-proxy CONFIG --tls` with the config text efs-utils writes);
+#      BIN_DIR (default: $CARGO_TARGET_DIR or ./target, /debug) holds efs-proxy and
 #      fake-mount-target; E2E_PROFILE=release picks target/release; anything run-guest.sh reads.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -85,12 +87,58 @@ start_listener target target "$BIN_DIR/fake-mount-target" --listen 127.0.0.1:0 \
   --pki-dir "$TMP/pki" --server-name "$SERVER_NAME" --bind ready --backend "127.0.0.1:$gport"
 echo "mount target on $target, certificate for $SERVER_NAME (test CA $TMP/pki/ca.pem)"
 
-step "proxy: efs-proxy run (TLS to the mount target, client certificate, bind)"
-start_listener proxy proxy "$BIN_DIR/efs-proxy" run --listen 127.0.0.1:0 \
-  --target "$target" --server-name "$SERVER_NAME" --ca-file "$TMP/pki/ca.pem" \
-  --cert "$TMP/pki/client.pem" --key "$TMP/pki/client.key"
-pport=${proxy##*:}
-echo "efs-proxy on $proxy"
+case ${E2E_MODE:-native} in
+native)
+  step "proxy: efs-proxy run (TLS to the mount target, client certificate, bind)"
+  start_listener proxy proxy "$BIN_DIR/efs-proxy" run --listen 127.0.0.1:0 \
+    --target "$target" --server-name "$SERVER_NAME" --ca-file "$TMP/pki/ca.pem" \
+    --cert "$TMP/pki/client.pem" --key "$TMP/pki/client.key"
+  pport=${proxy##*:}
+  ;;
+dropin)
+  step "proxy: efs-proxy CONFIG --tls (efs-utils drop-in: config file, pid file, log file)"
+  pport=$(free_port)
+  # The config efs-utils 3.2.0 writes for an S3 Files mount, pointed at this test's files.
+  cat >"$TMP/efs-proxy.conf" <<CONF
+fips = no
+foreground = yes
+socket = l:SO_REUSEADDR=yes
+socket = a:SO_BINDTODEVICE=lo
+output = $TMP/proxy-file.log
+pid = $TMP/stunnel.pid
+[efs]
+client = yes
+accept = 127.0.0.1:$pport
+connect = $target
+sslVersion = TLSv1.2
+renegotiation = no
+TIMEOUTbusy = 20
+TIMEOUTclose = 0
+TIMEOUTidle = 70
+delay = yes
+verify = 2
+CAfile = $TMP/pki/ca.pem
+cert = $TMP/pki/client.pem
+key = $TMP/pki/client.key
+checkHost = $SERVER_NAME
+retry_nfs_mount_command_timeout_sec = 15
+proxy_logging_level = INFO
+proxy_logging_max_bytes = 1048576
+proxy_logging_file_count = 10
+fs_id = fs-0123456789abcdef0
+region = us-east-1
+efs_utils_version = 3.2.0
+CONF
+  setsid "$BIN_DIR/efs-proxy" "$TMP/efs-proxy.conf" --tls >/dev/null 2>"$TMP/proxy-stderr.log" </dev/null &
+  pids+=($!)
+  wait_port "$pport" 10 || die "drop-in efs-proxy did not listen on 127.0.0.1:$pport"
+  [ "$(cat "$TMP/stunnel.pid")" = "${pids[-1]}" ] || die "pid file does not hold the proxy's pid"
+  # The rest of this script reads the proxy's log under one name.
+  ln -s "$TMP/proxy-file.log" "$TMP/proxy.log"
+  ;;
+*) die "E2E_MODE must be native or dropin" 2 ;;
+esac
+echo "efs-proxy on 127.0.0.1:$pport (${E2E_MODE:-native} mode)"
 
 step "nfs client: Linux kernel in QEMU, mount -t nfs4 -o nfsvers=4.2,port=$pport 10.0.2.2:/"
 rc=0
