@@ -3,12 +3,15 @@
 #   1. cargo test (unit, property and integration tests against the fake mount target)
 #   2. infra: CDK assertions + cfn-lint (offline)
 #   3. shellcheck on every script
-#   4. end to end with real peers: the Linux kernel NFSv4.2 client in QEMU → efs-proxy →
-#      fake mount target → nfs-ganesha
+#   4. container: hadolint + docker-mount.sh against a stub docker; litmus (all five groups)
+#      against the WebDAV server
+#   5. end to end with real peers: the Linux kernel NFSv4.2 client in QEMU → efs-proxy →
+#      fake mount target → nfs-ganesha; then the container's entrypoint in QEMU (release
+#      build) with litmus and a 16 MiB upload over WebDAV from the host
 #
 #   sudo tests/run-all.sh    (root: installs the Debian packages it needs, runs ganesha and QEMU)
 #
-# env: SKIP_E2E=1 skips step 4 (for machines without root/QEMU); SKIP_INFRA=1 skips step 2.
+# env: SKIP_E2E=1 skips step 5 (for machines without root/QEMU); SKIP_INFRA=1 skips step 2.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -33,11 +36,20 @@ section "shellcheck"
 mapfile -t scripts < <(git ls-files '*.sh' .ci/run)
 shellcheck -x "${scripts[@]}"
 
+section "container: static checks (hadolint, docker-mount.sh) and litmus against efs-webdav"
+bash tests/e2e/container-static.sh
+bash tests/e2e/container-litmus.sh
+
 if [ "${SKIP_E2E:-0}" != 1 ]; then
   section "end to end: kernel client → efs-proxy → mount target → ganesha"
   bash tests/e2e/kernel-client.sh
+  section "end to end, IAM mode (the proxy's own certificate, verified by the mount target)"
+  E2E_MODE=iam bash tests/e2e/kernel-client.sh
   section "end to end, drop-in mode (efs-utils config file)"
   E2E_MODE=dropin bash tests/e2e/kernel-client.sh
+  section "end to end: container entrypoint in QEMU (efs-proxy + NFSv4.2 mount + WebDAV)"
+  cargo build --release --locked -p efs-proxy -p efs-webdav -p efs-proxy-tests --bins
+  bash tests/e2e/container-guest.sh
 fi
 
 section "all tests passed in $((SECONDS - t0)) s"

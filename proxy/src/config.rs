@@ -3,6 +3,8 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+pub use crate::connect::Keepalive;
+pub use crate::scale::SearchLimits;
 use crate::tls::{ClientIdentity, Trust};
 
 /// The port efs-utils' proxy listens on by default.
@@ -25,6 +27,14 @@ pub struct ProxyConfig {
     pub bind_timeout: Duration,
     /// Largest RPC record accepted in either direction.
     pub max_record_size: usize,
+    /// Close a client connection whose calls get no answer for this long (`None`: never).
+    pub server_timeout: Option<Duration>,
+    /// TCP keepalive and user timeout of server sockets (`None`: kernel defaults).
+    pub keepalive: Option<Keepalive>,
+    /// Scale-up: open more connections when the server's `ScaleUpConfig` allows it.
+    pub scale_up: bool,
+    /// Bounds of each scale-up search.
+    pub scale_search: SearchLimits,
 }
 
 /// TLS settings of the server leg.
@@ -43,7 +53,7 @@ pub struct TlsSettings {
 
 impl ProxyConfig {
     /// Defaults: listen on 127.0.0.1:20049, 10 s connect and bind limits, 1 MiB + 4 KiB
-    /// records, plaintext until `tls` is set.
+    /// records, a 60 s server timeout, keepalive on, scale-up on, plaintext until `tls` is set.
     pub fn new(target: impl Into<String>) -> Self {
         ProxyConfig {
             listen: DEFAULT_LISTEN,
@@ -52,6 +62,10 @@ impl ProxyConfig {
             connect_timeout: Duration::from_secs(10),
             bind_timeout: Duration::from_secs(10),
             max_record_size: efs_rpc::DEFAULT_MAX_RECORD_SIZE,
+            server_timeout: Some(Duration::from_secs(60)),
+            keepalive: Some(Keepalive::default()),
+            scale_up: true,
+            scale_search: SearchLimits::default(),
         }
     }
 }

@@ -13,7 +13,8 @@ use std::time::Duration;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::time::timeout;
+use tokio::task::JoinSet;
+use tokio::time::{Instant, timeout};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
@@ -40,6 +41,8 @@ pub struct Dialer {
     pub security: Security,
     /// Limit for the TCP connect of one address, and for the TLS handshake.
     pub connect_timeout: Duration,
+    /// TCP keepalive and user timeout on server sockets (`None`: the kernel's defaults).
+    pub keepalive: Option<Keepalive>,
 }
 
 /// A connection to the mount target.
@@ -104,6 +107,10 @@ impl Dialer {
         }
     }
 
+    /// Resolves the target and connects to its addresses with staggered attempts (RFC 8305
+    /// "happy eyeballs"): IPv6 and IPv4 interleaved, a new attempt every
+    /// [`ATTEMPT_DELAY`] or as soon as one fails, the first connection wins. A dead address
+    /// family (the dual-stack hang of efs-utils#271) costs one delay, not a timeout.
     async fn connect_tcp(&self) -> Result<TcpStream, ConnectError> {
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host(&self.target)
             .await
@@ -117,23 +124,55 @@ impl Dialer {
                 target: self.target.clone(),
             });
         }
+        let total = addrs.len();
+        let mut waiting = interleave_families(addrs).into_iter();
+        let mut attempts = JoinSet::new();
         let mut failures = Vec::new();
         let mut timed_out = 0;
-        for addr in &addrs {
-            match timeout(self.connect_timeout, TcpStream::connect(addr)).await {
-                Ok(Ok(stream)) => {
-                    // NFS records are latency-sensitive and already batched by the client.
-                    stream.set_nodelay(true).ok();
-                    return Ok(stream);
-                }
-                Ok(Err(e)) => failures.push(format!("{addr}: {e}")),
-                Err(_) => {
-                    timed_out += 1;
-                    failures.push(format!("{addr}: timed out"));
+        let limit = self.connect_timeout;
+        let start = |attempts: &mut JoinSet<_>, addr: SocketAddr| {
+            attempts.spawn(async move { (addr, timeout(limit, TcpStream::connect(addr)).await) });
+        };
+        if let Some(addr) = waiting.next() {
+            start(&mut attempts, addr);
+        }
+        let mut next_start = Instant::now() + ATTEMPT_DELAY;
+        loop {
+            tokio::select! {
+                joined = attempts.join_next() => match joined {
+                    None => {
+                        // Every attempt so far failed: start the next address now.
+                        match waiting.next() {
+                            Some(addr) => start(&mut attempts, addr),
+                            None => break,
+                        }
+                    }
+                    Some(Ok((_, Ok(Ok(stream))))) => {
+                        configure_socket(&stream, self.keepalive);
+                        return Ok(stream);
+                    }
+                    Some(Ok((addr, Ok(Err(e))))) => {
+                        failures.push(format!("{addr}: {e}"));
+                        if let Some(addr) = waiting.next() {
+                            start(&mut attempts, addr);
+                            next_start = Instant::now() + ATTEMPT_DELAY;
+                        }
+                    }
+                    Some(Ok((addr, Err(_)))) => {
+                        timed_out += 1;
+                        failures.push(format!("{addr}: timed out after {limit:?}"));
+                    }
+                    Some(Err(e)) => failures.push(format!("connect task failed: {e}")),
+                },
+                _ = tokio::time::sleep_until(next_start), if waiting.len() > 0 => {
+                    if let Some(addr) = waiting.next() {
+                        start(&mut attempts, addr);
+                    }
+                    next_start = Instant::now() + ATTEMPT_DELAY;
                 }
             }
         }
-        if timed_out == addrs.len() {
+        if timed_out == total {
             return Err(ConnectError::TcpTimeout {
                 target: self.target.clone(),
                 timeout: self.connect_timeout,
@@ -143,6 +182,73 @@ impl Dialer {
             target: self.target.clone(),
             attempts: failures.join("; "),
         })
+    }
+}
+
+/// Delay between staggered connection attempts (RFC 8305 §5 recommends 250 ms).
+pub const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
+
+/// Orders addresses as RFC 8305 §4 asks: the first family first (resolver order), then
+/// alternating families.
+pub fn interleave_families(addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
+    let first_is_v6 = addrs.first().is_some_and(SocketAddr::is_ipv6);
+    let (mut a, mut b): (Vec<_>, Vec<_>) = addrs
+        .into_iter()
+        .partition(|addr| addr.is_ipv6() == first_is_v6);
+    a.reverse();
+    b.reverse();
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    while !a.is_empty() || !b.is_empty() {
+        out.extend(a.pop());
+        out.extend(b.pop());
+    }
+    out
+}
+
+/// TCP settings of a server connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Idle time before the first keepalive probe.
+    pub idle: Duration,
+    /// Time between probes.
+    pub interval: Duration,
+    /// Unanswered probes before the connection is declared dead.
+    pub probes: u32,
+    /// How long sent data may stay unacknowledged (`TCP_USER_TIMEOUT`).
+    pub user_timeout: Duration,
+}
+
+impl Default for Keepalive {
+    /// A silent server is noticed within about a minute either way: 30 s idle + 3 × 10 s
+    /// probes when idle, 60 s of unacknowledged data when busy.
+    fn default() -> Self {
+        Keepalive {
+            idle: Duration::from_secs(30),
+            interval: Duration::from_secs(10),
+            probes: 3,
+            user_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// No Nagle delay, and keepalive so a half-open connection (the CLOSE-WAIT hangs of
+/// efs-utils#374) is found and closed by the kernel.
+fn configure_socket(stream: &TcpStream, keepalive: Option<Keepalive>) {
+    // NFS records are latency-sensitive and already batched by the client.
+    let _ = stream.set_nodelay(true);
+    let Some(k) = keepalive else {
+        return;
+    };
+    let socket = socket2::SockRef::from(stream);
+    let params = socket2::TcpKeepalive::new()
+        .with_time(k.idle)
+        .with_interval(k.interval)
+        .with_retries(k.probes);
+    if let Err(e) = socket.set_tcp_keepalive(&params) {
+        tracing::debug!("cannot enable TCP keepalive: {e}");
+    }
+    if let Err(e) = socket.set_tcp_user_timeout(Some(k.user_timeout)) {
+        tracing::debug!("cannot set TCP_USER_TIMEOUT: {e}");
     }
 }
 
@@ -206,3 +312,19 @@ impl AsyncWrite for ServerStream {
 
 /// Shares the dialer between connection tasks.
 pub type SharedDialer = Arc<Dialer>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_alternate_starting_with_the_resolvers_first() {
+        let v4 = |n: u8| SocketAddr::from(([192, 0, 2, n], 2049));
+        let v6 = |n: u16| SocketAddr::from(([0x2001, 0xdb8, 0, 0, 0, 0, 0, n], 2049));
+        let order = interleave_families(vec![v6(1), v6(2), v6(3), v4(1), v4(2)]);
+        assert_eq!(order, vec![v6(1), v4(1), v6(2), v4(2), v6(3)]);
+        let order = interleave_families(vec![v4(1), v6(1), v4(2)]);
+        assert_eq!(order, vec![v4(1), v6(1), v4(2)]);
+        assert!(interleave_families(vec![]).is_empty());
+    }
+}

@@ -1,26 +1,63 @@
-//! The protocol layer: RPC records forwarded both ways between the NFS client and the server.
+//! The protocol layer: RPC records forwarded between one NFS client connection and a group of
+//! server connections ("legs") bound to the same partition.
 //!
-//! Records are parsed only as far as record marking: each direction is bounded by the maximum
-//! record size, and a multi-fragment record is reassembled into one fragment (as efs-proxy
-//! does). Bytes are otherwise passed through verbatim; xids are not rewritten, because the
-//! NFS client matches replies itself.
+//! One task drives everything of a client connection (a hand-written poll loop rather than a
+//! task per direction and channels between them): no cross-task wake-ups on the data path, and
+//! back-pressure is natural, because a record is read from one side only when the other side
+//! can queue it.
 //!
-//! When either side closes or sends an invalid record, forwarding stops and the other side is
-//! shut down too, so the NFS client sees a closed connection and reconnects.
+//! * Client → server: each call goes to the leg with the fewest bytes in flight; a client reply
+//!   (to a server callback, NFSv4.1 back channel) goes to the leg that carried the callback.
+//! * Server → client: records from every leg are written to the client as they arrive; the
+//!   NFS client matches replies to calls by xid, so order across legs does not matter.
+//! * Bytes pass through verbatim (a multi-fragment record is reassembled into one fragment);
+//!   xids are read, never rewritten.
+//!
+//! Memory per client connection is bounded: each read buffer holds at most one incomplete
+//! record (≤ max record size, grown in steps of at most 2×), and each writer queues at most
+//! [`WRITE_QUEUE_LIMIT`] plus one record. See [`worst_case_memory`].
 
+use std::collections::HashMap;
+use std::future::poll_fn;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
 use efs_rpc::{Record, RecordCodec, RecordError};
-use futures_util::{SinkExt, StreamExt, TryStreamExt};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio_util::codec::{FramedRead, FramedWrite};
+use futures_util::StreamExt;
+use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, Sleep};
+use tokio_util::codec::FramedRead;
+use tracing::{debug, info, warn};
 
 use crate::stats::{Direction, Stats};
+use crate::writer::RecordWriter;
 
-/// How long closing the other side may take before it is simply dropped.
+/// Bytes a writer may queue before the other side stops being read.
+pub const WRITE_QUEUE_LIMIT: usize = 256 * 1024;
+/// How long closing the connections may take before they are simply dropped.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// Records moved per direction in one poll before yielding to other tasks.
+const RECORDS_PER_POLL: usize = 64;
+/// Calls tracked for routing; past this, calls are forwarded untracked (a client this far
+/// ahead of its server is misbehaving, and the table must stay bounded).
+const MAX_TRACKED_CALLS: usize = 65_536;
+/// Throughput is measured over this many one-second ticks (efs-proxy: 3 s reports).
+const RATE_WINDOW: usize = 3;
+
+const MSG_CALL: u32 = 0;
+const MSG_REPLY: u32 = 1;
+
+/// Upper bound of the memory one client connection can hold in buffers, with `legs` server
+/// connections: a read buffer per socket (up to twice a record while growing) and a write
+/// queue per socket (the limit plus one record).
+pub fn worst_case_memory(max_record_size: usize, legs: usize) -> usize {
+    let per_socket = 2 * (max_record_size + 4) + WRITE_QUEUE_LIMIT + max_record_size + 4;
+    per_socket * (legs + 1)
+}
 
 /// Why forwarding ended.
 #[derive(Debug)]
@@ -33,6 +70,9 @@ pub enum ForwardEnd {
     ClientError(RecordError),
     /// The server sent bytes that are not valid records, or its socket failed.
     ServerError(RecordError),
+    /// Calls were outstanding and no server answered for this long: a dead or unreachable
+    /// server (the socket may still look open).
+    ServerTimeout(Duration),
 }
 
 impl std::fmt::Display for ForwardEnd {
@@ -42,18 +82,80 @@ impl std::fmt::Display for ForwardEnd {
             ForwardEnd::ServerClosed => f.write_str("server closed the connection"),
             ForwardEnd::ClientError(e) => write!(f, "client side failed: {e}"),
             ForwardEnd::ServerError(e) => write!(f, "server side failed: {e}"),
+            ForwardEnd::ServerTimeout(d) => write!(
+                f,
+                "server did not answer outstanding calls for {d:?}; closing so the NFS client \
+                 reconnects (dead server, or a network path that drops packets)"
+            ),
         }
     }
 }
 
-/// A failure while pumping one direction: reading from its source or writing to its sink.
-enum PumpError {
-    Read(RecordError),
-    Write(RecordError),
+/// One server connection of a group.
+pub struct Leg<S> {
+    id: usize,
+    reader: FramedRead<ReadHalf<S>, RecordCodec>,
+    writer: RecordWriter<WriteHalf<S>>,
+    /// Calls sent on this leg and not answered yet, and their bytes.
+    in_flight: usize,
+    in_flight_bytes: usize,
 }
 
-/// Forwards records between `client` and `server` until one side ends, then shuts the other
-/// down. `server_pending` holds bytes already read from the server (after the bind reply).
+impl<S: AsyncRead + AsyncWrite> Leg<S> {
+    /// Wraps a connected (and bound) server stream. `pending` holds bytes already read from
+    /// it (after the bind reply).
+    pub fn new(id: usize, stream: S, pending: BytesMut, max_record_size: usize) -> Self {
+        let (read, write) = tokio::io::split(stream);
+        let mut reader = FramedRead::new(read, RecordCodec::new(max_record_size));
+        reader.read_buffer_mut().extend_from_slice(&pending);
+        Leg {
+            id,
+            reader,
+            writer: RecordWriter::new(write, WRITE_QUEUE_LIMIT),
+            in_flight: 0,
+            in_flight_bytes: 0,
+        }
+    }
+
+    pub fn id(&self) -> usize {
+        self.id
+    }
+}
+
+/// What a [`LegSource`] reports while adding connections to a group.
+pub enum LegEvent<S> {
+    /// A new connection bound to the group's partition: start using it.
+    Ready(Leg<S>),
+    /// The server asked to wait (RETRY_LATER, ERROR) or the search failed: the source will
+    /// not search again for this long.
+    Backoff(Duration),
+}
+
+/// Opens more server connections on request (the scale-up search). The session calls
+/// [`LegSource::start`] when throughput crosses the threshold; the returned channel delivers
+/// new legs and ends when the search is over. `None` means "not now" (backing off).
+pub trait LegSource<S>: Send {
+    fn start(&mut self, wanted: usize) -> Option<mpsc::Receiver<LegEvent<S>>>;
+}
+
+/// When to scale up: above `threshold` bytes per second (both directions), up to `max_legs`.
+#[derive(Debug, Clone, Copy)]
+pub struct ScalePolicy {
+    pub threshold_bytes_per_sec: u64,
+    pub max_legs: usize,
+}
+
+/// Settings of one forwarding session.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    pub max_record_size: usize,
+    /// Close the client connection when calls are outstanding and no server record arrives
+    /// for this long (`None`: wait forever, as AWS's efs-proxy).
+    pub server_timeout: Option<Duration>,
+}
+
+/// Forwards records between `client` and one server connection until either ends, then
+/// closes both. `server_pending` holds bytes already read from the server.
 pub async fn forward<C, S>(
     client: C,
     server: S,
@@ -65,68 +167,410 @@ where
     C: AsyncRead + AsyncWrite + Send,
     S: AsyncRead + AsyncWrite + Send,
 {
-    let (client_read, client_write) = tokio::io::split(client);
-    let (server_read, server_write) = tokio::io::split(server);
-
-    let mut from_client = FramedRead::new(client_read, RecordCodec::new(max_record_size));
-    let mut to_server = FramedWrite::new(server_write, RecordCodec::new(max_record_size));
-    let mut from_server = FramedRead::new(server_read, RecordCodec::new(max_record_size));
-    from_server
-        .read_buffer_mut()
-        .extend_from_slice(&server_pending);
-    let mut to_client = FramedWrite::new(client_write, RecordCodec::new(max_record_size));
-
-    let end = {
-        let up = pump(
-            &mut from_client,
-            &mut to_server,
-            &stats,
-            Direction::ToServer,
-        );
-        let down = pump(
-            &mut from_server,
-            &mut to_client,
-            &stats,
-            Direction::ToClient,
-        );
-        tokio::select! {
-            r = up => match r {
-                Ok(()) => ForwardEnd::ClientClosed,
-                Err(PumpError::Read(e)) => ForwardEnd::ClientError(e),
-                Err(PumpError::Write(e)) => ForwardEnd::ServerError(e),
-            },
-            r = down => match r {
-                Ok(()) => ForwardEnd::ServerClosed,
-                Err(PumpError::Read(e)) => ForwardEnd::ServerError(e),
-                Err(PumpError::Write(e)) => ForwardEnd::ClientError(e),
-            },
-        }
+    let leg = Leg::new(0, server, server_pending, max_record_size);
+    let limits = SessionLimits {
+        max_record_size,
+        server_timeout: None,
     };
-
-    // Close both sides: the survivor learns at once instead of waiting for a timeout.
-    let close = async {
-        let _ = to_server.get_mut().shutdown().await;
-        let _ = to_client.get_mut().shutdown().await;
-    };
-    let _ = tokio::time::timeout(SHUTDOWN_GRACE, close).await;
-    end
+    Session::new(client, leg, limits, stats).run().await
 }
 
-/// Moves records from `source` to `sink`, flushing whenever no further record is ready, so
-/// records that arrive together leave together.
-async fn pump<R, W>(
-    source: &mut FramedRead<R, RecordCodec>,
-    sink: &mut FramedWrite<W, RecordCodec>,
-    stats: &Stats,
-    direction: Direction,
-) -> Result<(), PumpError>
+/// A client connection and its group of server connections.
+pub struct Session<C, S> {
+    client_reader: FramedRead<ReadHalf<C>, RecordCodec>,
+    client_writer: RecordWriter<WriteHalf<C>>,
+    legs: Vec<Leg<S>>,
+    /// A client record read but not yet queued, and the leg it goes to.
+    staged: Option<(Record, usize)>,
+    /// Client calls in flight: xid → (leg id, wire bytes).
+    calls: HashMap<u32, (usize, usize)>,
+    /// Server callbacks awaiting the client's reply: xid → leg id.
+    callbacks: HashMap<u32, usize>,
+    stats: Arc<Stats>,
+    limits: SessionLimits,
+    /// Last time a server record arrived, or the first call went out on an idle session.
+    server_progress: Instant,
+    timeout: Option<Pin<Box<Sleep>>>,
+    scale: Option<Scaling<S>>,
+    next_reader: usize,
+    next_writer: usize,
+}
+
+/// Scale-up state of a session.
+struct Scaling<S> {
+    policy: ScalePolicy,
+    source: Box<dyn LegSource<S>>,
+    search: Option<mpsc::Receiver<LegEvent<S>>>,
+    tick: tokio::time::Interval,
+    moved: u64,
+    samples: [u64; RATE_WINDOW],
+    sample: usize,
+}
+
+impl<C, S> Session<C, S>
 where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
+    C: AsyncRead + AsyncWrite + Send,
+    S: AsyncRead + AsyncWrite + Send,
 {
-    let records = source
-        .map_err(PumpError::Read)
-        .inspect_ok(|record: &Record| stats.record(direction, record.wire().len()));
-    let sink = SinkExt::<Record>::sink_map_err(sink, PumpError::Write);
-    records.forward(sink).await
+    /// A session over `client` and its first server connection.
+    pub fn new(client: C, first: Leg<S>, limits: SessionLimits, stats: Arc<Stats>) -> Self {
+        let (read, write) = tokio::io::split(client);
+        Session {
+            client_reader: FramedRead::new(read, RecordCodec::new(limits.max_record_size)),
+            client_writer: RecordWriter::new(write, WRITE_QUEUE_LIMIT),
+            legs: vec![first],
+            staged: None,
+            calls: HashMap::new(),
+            callbacks: HashMap::new(),
+            stats,
+            limits,
+            server_progress: Instant::now(),
+            timeout: None,
+            scale: None,
+            next_reader: 0,
+            next_writer: 0,
+        }
+    }
+
+    /// Lets the session open more connections through `source` under `policy`.
+    pub fn with_scaling(mut self, policy: ScalePolicy, source: Box<dyn LegSource<S>>) -> Self {
+        if policy.max_legs > 1 && policy.threshold_bytes_per_sec > 0 {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            self.scale = Some(Scaling {
+                policy,
+                source,
+                search: None,
+                tick,
+                moved: 0,
+                samples: [0; RATE_WINDOW],
+                sample: 0,
+            });
+        }
+        self
+    }
+
+    /// Forwards until the client or the group ends, then closes every connection.
+    pub async fn run(mut self) -> ForwardEnd {
+        let end = poll_fn(|cx| self.poll_forward(cx)).await;
+        let close = async {
+            let _ = poll_fn(|cx| self.client_writer.poll_shutdown(cx)).await;
+            for leg in &mut self.legs {
+                let _ = poll_fn(|cx| leg.writer.poll_shutdown(cx)).await;
+            }
+        };
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, close).await;
+        end
+    }
+
+    fn poll_forward(&mut self, cx: &mut Context<'_>) -> Poll<ForwardEnd> {
+        self.poll_scaling(cx);
+        if let Some(end) = self.client_to_servers(cx) {
+            return Poll::Ready(end);
+        }
+        if let Some(end) = self.servers_to_client(cx) {
+            return Poll::Ready(end);
+        }
+        if let Some(end) = self.poll_server_timeout(cx) {
+            return Poll::Ready(end);
+        }
+        Poll::Pending
+    }
+
+    /// Reads client records and queues each on its leg; flushes the legs.
+    fn client_to_servers(&mut self, cx: &mut Context<'_>) -> Option<ForwardEnd> {
+        let mut moved = 0;
+        while moved < RECORDS_PER_POLL {
+            if self.staged.is_none() {
+                match self.client_reader.poll_next_unpin(cx) {
+                    Poll::Ready(Some(Ok(record))) => {
+                        let leg = self.route_client_record(&record);
+                        self.staged = Some((record, leg));
+                    }
+                    Poll::Ready(Some(Err(e))) => return Some(ForwardEnd::ClientError(e)),
+                    Poll::Ready(None) => return Some(ForwardEnd::ClientClosed),
+                    Poll::Pending => break,
+                }
+            }
+            let Some((_, index)) = &self.staged else {
+                break;
+            };
+            let index = *index;
+            match self.legs[index].writer.poll_ready(cx) {
+                Poll::Ready(Ok(())) => {
+                    if let Some((record, index)) = self.staged.take() {
+                        self.send_to_leg(record, index);
+                        moved += 1;
+                    }
+                }
+                Poll::Ready(Err(e)) => {
+                    if let Some(end) = self.leg_failed(index, ForwardEnd::ServerError(e.into())) {
+                        return Some(end);
+                    }
+                }
+                Poll::Pending => break,
+            }
+        }
+        if moved == RECORDS_PER_POLL {
+            // More may be ready: come back after other tasks had a turn.
+            cx.waker().wake_by_ref();
+        }
+        let mut index = 0;
+        while index < self.legs.len() {
+            if self.legs[index].writer.queued() > 0
+                && let Poll::Ready(Err(e)) = self.legs[index].writer.poll_flush(cx)
+            {
+                if let Some(end) = self.leg_failed(index, ForwardEnd::ServerError(e.into())) {
+                    return Some(end);
+                }
+                continue;
+            }
+            index += 1;
+        }
+        None
+    }
+
+    /// Reads server records from every leg (taking turns) and queues them for the client.
+    fn servers_to_client(&mut self, cx: &mut Context<'_>) -> Option<ForwardEnd> {
+        let mut moved = 0;
+        let mut turn = 0;
+        while turn < self.legs.len() && moved < RECORDS_PER_POLL {
+            match self.client_writer.poll_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Some(ForwardEnd::ClientError(e.into())),
+                Poll::Pending => break,
+            }
+            let index = (self.next_reader + turn) % self.legs.len();
+            match self.legs[index].reader.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(record))) => {
+                    self.receive_from_leg(&record, index);
+                    self.client_writer.push(record.into_wire());
+                    moved += 1;
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    if let Some(end) = self.leg_failed(index, ForwardEnd::ServerError(e)) {
+                        return Some(end);
+                    }
+                }
+                Poll::Ready(None) => {
+                    if let Some(end) = self.leg_failed(index, ForwardEnd::ServerClosed) {
+                        return Some(end);
+                    }
+                }
+                Poll::Pending => turn += 1,
+            }
+        }
+        if moved == RECORDS_PER_POLL {
+            // More may be ready: come back after other tasks had a turn.
+            cx.waker().wake_by_ref();
+        }
+        self.next_reader = self.next_reader.wrapping_add(1);
+        if self.client_writer.queued() > 0
+            && let Poll::Ready(Err(e)) = self.client_writer.poll_flush(cx)
+        {
+            return Some(ForwardEnd::ClientError(e.into()));
+        }
+        None
+    }
+
+    /// Picks the leg for a client record and books a call in flight.
+    fn route_client_record(&mut self, record: &Record) -> usize {
+        let (xid, kind) = header(record);
+        if kind == Some(MSG_REPLY) {
+            // A reply to a server callback goes back where the callback came from.
+            let leg_id = xid.and_then(|xid| self.callbacks.remove(&xid));
+            return leg_id.and_then(|id| self.index_of(id)).unwrap_or(0);
+        }
+        let index = self.least_loaded();
+        if let (Some(xid), Some(MSG_CALL)) = (xid, kind) {
+            if let Some((old_leg, old_bytes)) = self.calls.remove(&xid) {
+                // A retransmission: forget the earlier copy.
+                if let Some(old) = self.index_of(old_leg) {
+                    unbook(&mut self.legs[old], old_bytes);
+                }
+            }
+            if self.calls.len() < MAX_TRACKED_CALLS {
+                if self.calls.is_empty() {
+                    self.server_progress = Instant::now();
+                }
+                let bytes = record.wire().len();
+                self.calls.insert(xid, (self.legs[index].id, bytes));
+                let leg = &mut self.legs[index];
+                leg.in_flight += 1;
+                leg.in_flight_bytes += bytes;
+            }
+        }
+        index
+    }
+
+    fn send_to_leg(&mut self, record: Record, index: usize) {
+        let len = record.wire().len();
+        self.stats.record(Direction::ToServer, len);
+        if let Some(scale) = &mut self.scale {
+            scale.moved += len as u64;
+        }
+        self.legs[index].writer.push(record.into_wire());
+    }
+
+    /// Books a server record: a reply completes a call, a call is a callback to route back.
+    fn receive_from_leg(&mut self, record: &Record, index: usize) {
+        let len = record.wire().len();
+        self.stats.record(Direction::ToClient, len);
+        if let Some(scale) = &mut self.scale {
+            scale.moved += len as u64;
+        }
+        self.server_progress = Instant::now();
+        match header(record) {
+            (Some(xid), Some(MSG_REPLY)) => {
+                if let Some((leg_id, bytes)) = self.calls.remove(&xid)
+                    && let Some(i) = self.index_of(leg_id)
+                {
+                    unbook(&mut self.legs[i], bytes);
+                }
+            }
+            (Some(xid), Some(MSG_CALL)) if self.callbacks.len() < MAX_TRACKED_CALLS => {
+                self.callbacks.insert(xid, self.legs[index].id);
+            }
+            _ => {}
+        }
+    }
+
+    /// The leg with the fewest bytes in flight; ties are broken round robin, so calls made
+    /// one at a time still spread over the group.
+    fn least_loaded(&mut self) -> usize {
+        let n = self.legs.len();
+        self.next_writer = self.next_writer.wrapping_add(1);
+        (0..n)
+            .map(|turn| (self.next_writer + turn) % n)
+            .min_by_key(|&i| self.legs[i].in_flight_bytes)
+            .unwrap_or(0)
+    }
+
+    fn index_of(&self, leg_id: usize) -> Option<usize> {
+        self.legs.iter().position(|leg| leg.id == leg_id)
+    }
+
+    /// A leg failed. It is dropped from the group when others remain and it carried no call
+    /// in flight: nothing is lost, the other legs go on. Otherwise the whole client connection
+    /// ends: replies to the calls in flight on it will never come, and the NFS client would
+    /// otherwise wait its full timeout (timeo=600: 60 s) before retransmitting; on a fresh
+    /// connection it replays at once (NFSv4.1 sessions are designed for this).
+    fn leg_failed(&mut self, index: usize, end: ForwardEnd) -> Option<ForwardEnd> {
+        let leg = &self.legs[index];
+        let staged_here = matches!(self.staged, Some((_, i)) if i == index);
+        if self.legs.len() == 1 || leg.in_flight > 0 || staged_here {
+            if self.legs.len() > 1 {
+                warn!(
+                    leg = leg.id,
+                    in_flight = leg.in_flight,
+                    "a connection of the group failed with calls in flight ({end}); closing the \
+                     client connection so the NFS client reconnects and retransmits"
+                );
+            }
+            return Some(end);
+        }
+        let id = leg.id;
+        warn!(
+            leg = id,
+            "a connection of the group failed with no call in flight ({end}); continuing on \
+             {} connections",
+            self.legs.len() - 1
+        );
+        self.legs.remove(index);
+        self.callbacks.retain(|_, leg| *leg != id);
+        if let Some((_, staged)) = &mut self.staged
+            && *staged > index
+        {
+            *staged -= 1;
+        }
+        None
+    }
+
+    /// Ends the session when calls wait longer than the server timeout for any answer.
+    fn poll_server_timeout(&mut self, cx: &mut Context<'_>) -> Option<ForwardEnd> {
+        let limit = self.limits.server_timeout?;
+        if self.calls.is_empty() {
+            self.timeout = None;
+            return None;
+        }
+        let deadline = self.server_progress + limit;
+        let sleep = self
+            .timeout
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if sleep.deadline() != deadline {
+            sleep.as_mut().reset(deadline);
+        }
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Some(ForwardEnd::ServerTimeout(limit)),
+            Poll::Pending => None,
+        }
+    }
+
+    /// Measures throughput, starts a scale-up search, and adopts the legs it finds.
+    fn poll_scaling(&mut self, cx: &mut Context<'_>) {
+        let Some(scale) = &mut self.scale else {
+            return;
+        };
+        if let Some(search) = &mut scale.search {
+            loop {
+                match search.poll_recv(cx) {
+                    Poll::Ready(Some(LegEvent::Ready(leg))) => {
+                        if self.legs.len() < scale.policy.max_legs {
+                            info!(
+                                leg = leg.id,
+                                "scale-up: added connection {}",
+                                self.legs.len() + 1
+                            );
+                            self.legs.push(leg);
+                        }
+                    }
+                    Poll::Ready(Some(LegEvent::Backoff(wait))) => {
+                        info!("scale-up: backing off for {wait:?}");
+                    }
+                    Poll::Ready(None) => {
+                        debug!("scale-up search over with {} connections", self.legs.len());
+                        scale.search = None;
+                        break;
+                    }
+                    Poll::Pending => break,
+                }
+            }
+        }
+        while scale.tick.poll_tick(cx).is_ready() {
+            scale.samples[scale.sample % RATE_WINDOW] = std::mem::take(&mut scale.moved);
+            scale.sample += 1;
+            let rate = scale.samples.iter().sum::<u64>() / RATE_WINDOW as u64;
+            let wanted = scale.policy.max_legs.saturating_sub(self.legs.len());
+            if scale.sample >= RATE_WINDOW
+                && rate >= scale.policy.threshold_bytes_per_sec
+                && wanted > 0
+                && scale.search.is_none()
+            {
+                scale.search = scale.source.start(wanted);
+                if scale.search.is_some() {
+                    info!(
+                        "scale-up: {rate} B/s over {RATE_WINDOW} s is above {} B/s; opening \
+                         {wanted} more connections",
+                        scale.policy.threshold_bytes_per_sec
+                    );
+                    cx.waker().wake_by_ref();
+                }
+            }
+        }
+    }
+}
+
+fn unbook<S>(leg: &mut Leg<S>, bytes: usize) {
+    leg.in_flight = leg.in_flight.saturating_sub(1);
+    leg.in_flight_bytes = leg.in_flight_bytes.saturating_sub(bytes);
+}
+
+/// The xid and message type of a record, when it is long enough to carry them.
+fn header(record: &Record) -> (Option<u32>, Option<u32>) {
+    let m = record.message();
+    let word = |at: usize| {
+        m.get(at..at + 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    (word(0), word(4))
 }

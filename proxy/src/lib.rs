@@ -12,6 +12,7 @@
 //! * [`bind`]: the AWSFILE bind exchange;
 //! * [`forward`]: record forwarding between the two sides;
 //! * [`tls`]: trust anchors and client certificates;
+//! * [`iam`]: the IAM client certificate (credentials, SigV4, refresh) and mount target names;
 //! * [`config`], [`error`], [`stats`].
 
 pub mod bind;
@@ -20,10 +21,13 @@ pub mod connect;
 pub mod dropin;
 pub mod error;
 pub mod forward;
+pub mod iam;
 pub mod logfile;
 pub mod proxy;
+pub mod scale;
 pub mod stats;
 pub mod tls;
+pub mod writer;
 
 pub use config::{ProxyConfig, TlsSettings};
 pub use error::{BindError, ConnectError, Layer, StartError};

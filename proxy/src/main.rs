@@ -39,10 +39,14 @@ struct Cli {
     command: Option<Command>,
 }
 
+// Parsed once at start; boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Listen for NFS clients and forward them to the mount target over TLS.
     Run(cli::run::RunArgs),
+    /// Make an IAM client certificate (as efs-utils would) and write it to a file.
+    Cert(cli::cert::CertArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +66,7 @@ fn main() -> ExitCode {
     };
     let result = match command {
         Command::Run(args) => runtime.block_on(cli::run::run(args)),
+        Command::Cert(args) => runtime.block_on(cli::cert::run(args)),
     };
     exit_with(result)
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use efs_rpc::awsfile::{BindClientResponse, BindResponse};
+use efs_rpc::awsfile::{BindClientResponse, BindResponse, PartitionId, ProxyIdentifier};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -20,7 +20,8 @@ use crate::bind::{ProxyIdentity, bind_client_to_partition};
 use crate::config::ProxyConfig;
 use crate::connect::{Dialer, Security, ServerStream};
 use crate::error::{ConnectError, StartError};
-use crate::forward::{ForwardEnd, forward};
+use crate::forward::{ForwardEnd, Leg, ScalePolicy, Session, SessionLimits};
+use crate::scale::{Backoff, GroupScaler, SearchLimits};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::tls::{self, TlsConfigHandle};
 
@@ -31,6 +32,10 @@ struct Shared {
     stats: Arc<Stats>,
     bind_timeout: Duration,
     max_record_size: usize,
+    server_timeout: Option<Duration>,
+    scale_up: bool,
+    scale_search: SearchLimits,
+    scale_backoff: Arc<Backoff>,
     /// Set once a server refused bind, so the "forwarding without bind" note is logged once.
     refusal_logged: AtomicBool,
 }
@@ -83,11 +88,16 @@ impl Proxy {
                 target: config.target.clone(),
                 security,
                 connect_timeout: config.connect_timeout,
+                keepalive: config.keepalive,
             },
             identity: ProxyIdentity::default(),
             stats: Arc::new(Stats::default()),
             bind_timeout: config.bind_timeout,
             max_record_size: config.max_record_size,
+            server_timeout: config.server_timeout,
+            scale_up: config.scale_up,
+            scale_search: config.scale_search,
+            scale_backoff: Arc::default(),
             refusal_logged: AtomicBool::new(false),
         };
         Ok(Proxy {
@@ -163,6 +173,8 @@ impl Proxy {
 struct Established {
     stream: ServerStream,
     addr: SocketAddr,
+    /// The identifier this client connection's server connections bind with.
+    id: ProxyIdentifier,
     /// The bind reply, or `None` when the server does not speak AWSFILE.
     bind: Option<BindClientResponse>,
     /// Bytes the server sent after its bind reply.
@@ -200,6 +212,7 @@ async fn serve_client(client: TcpStream, shared: Arc<Shared>) {
     let Established {
         stream,
         addr,
+        id,
         bind,
         pending,
     } = established;
@@ -214,30 +227,75 @@ async fn serve_client(client: TcpStream, shared: Arc<Shared>) {
         ),
         None => info!(server = %addr, tls = %security, "forwarding without bind"),
     }
+    if let Some(BindResponse::Error(message)) = bind.as_ref().map(|r| &r.bind_response) {
+        // How a mount target explains a refusal (the fake one says why an IAM certificate
+        // failed); it usually closes the connection next.
+        warn!(server = %addr, "the mount target answered bind with ERROR: {message}");
+    }
+
+    let limits = SessionLimits {
+        max_record_size: shared.max_record_size,
+        server_timeout: shared.server_timeout,
+    };
+    let first = Leg::new(0, stream, pending, shared.max_record_size);
+    let mut session = Session::new(client, first, limits, stats.clone());
+    if let Some((policy, partition)) = scale_policy(&shared, bind.as_ref()) {
+        let scaler = GroupScaler {
+            dialer: shared.dialer.clone(),
+            id,
+            partition,
+            max_record_size: shared.max_record_size,
+            bind_timeout: shared.bind_timeout,
+            limits: shared.scale_search,
+            stats: stats.clone(),
+            next_leg: 1,
+            backoff: shared.scale_backoff.clone(),
+        };
+        session = session.with_scaling(policy, Box::new(scaler));
+    }
 
     stats.connections_active.fetch_add(1, Ordering::Relaxed);
-    let end = forward(
-        client,
-        stream,
-        pending,
-        shared.max_record_size,
-        stats.clone(),
-    )
-    .await;
+    let end = session.run().await;
     stats.connections_active.fetch_sub(1, Ordering::Relaxed);
     match end {
         ForwardEnd::ClientClosed | ForwardEnd::ServerClosed => info!("connection ended: {end}"),
+        ForwardEnd::ServerTimeout(_) => {
+            Stats::bump(&stats.server_timeouts);
+            warn!("connection closed: {end}")
+        }
         ForwardEnd::ClientError(_) | ForwardEnd::ServerError(_) => {
             warn!("connection closed: {end}")
         }
     }
 }
 
+/// Scale-up applies to connections bound READY, when enabled and the server's `ScaleUpConfig`
+/// allows more than one connection.
+fn scale_policy(
+    shared: &Shared,
+    bind: Option<&BindClientResponse>,
+) -> Option<(ScalePolicy, PartitionId)> {
+    let response = bind?;
+    let partition = response.bind_response.ready_partition()?;
+    let config = response.scale_up_config;
+    let max_legs = usize::try_from(config.max_multiplexed_connections).ok()?;
+    let threshold = u64::try_from(config.scale_up_bytes_per_sec_threshold).ok()?;
+    // A sane cap whatever the server says: each connection costs buffers and a TLS session.
+    let policy = ScalePolicy {
+        threshold_bytes_per_sec: threshold,
+        max_legs: max_legs.min(MAX_CONNECTIONS_PER_CLIENT),
+    };
+    (shared.scale_up && policy.max_legs > 1 && threshold > 0).then_some((policy, partition))
+}
+
+/// Upper bound on server connections per client connection.
+pub const MAX_CONNECTIONS_PER_CLIENT: usize = 16;
+
 /// Opens a server connection and binds it; falls back to a fresh connection without bind when
 /// the server does not speak AWSFILE (efs-proxy's behaviour, so plain NFS servers work).
 async fn connect_and_bind(shared: &Shared) -> Result<Established, ConnectError> {
-    let (mut stream, addr) = shared.dialer.connect().await?;
     let id = shared.identity.next_incarnation();
+    let (mut stream, addr) = shared.dialer.connect().await?;
     let result = bind_client_to_partition(
         &mut stream,
         &id,
@@ -251,6 +309,7 @@ async fn connect_and_bind(shared: &Shared) -> Result<Established, ConnectError> 
             Ok(Established {
                 stream,
                 addr,
+                id,
                 bind: Some(response),
                 pending,
             })
@@ -271,6 +330,7 @@ async fn connect_and_bind(shared: &Shared) -> Result<Established, ConnectError> 
             Ok(Established {
                 stream,
                 addr,
+                id,
                 bind: None,
                 pending: BytesMut::new(),
             })

@@ -18,6 +18,10 @@ pub struct Stats {
     pub binds: AtomicU64,
     /// Binds answered with an RPC refusal (a server without AWSFILE): forwarded without bind.
     pub bind_refusals: AtomicU64,
+    /// Connect+bind attempts of scale-up searches.
+    pub scale_up_attempts: AtomicU64,
+    /// Client connections closed because the server stopped answering.
+    pub server_timeouts: AtomicU64,
     pub records_to_server: AtomicU64,
     pub records_to_client: AtomicU64,
     pub bytes_to_server: AtomicU64,
@@ -32,6 +36,8 @@ pub struct StatsSnapshot {
     pub connect_failures: u64,
     pub binds: u64,
     pub bind_refusals: u64,
+    pub scale_up_attempts: u64,
+    pub server_timeouts: u64,
     pub records_to_server: u64,
     pub records_to_client: u64,
     pub bytes_to_server: u64,
@@ -60,6 +66,8 @@ impl Stats {
             connect_failures: get(&self.connect_failures),
             binds: get(&self.binds),
             bind_refusals: get(&self.bind_refusals),
+            scale_up_attempts: get(&self.scale_up_attempts),
+            server_timeouts: get(&self.server_timeouts),
             records_to_server: get(&self.records_to_server),
             records_to_client: get(&self.records_to_client),
             bytes_to_server: get(&self.bytes_to_server),

@@ -49,6 +49,7 @@ impl World {
                 bind: BindBehaviour::ready(7),
                 backend: Backend::Responder(Responder::Echo),
                 max_record_size: efs_rpc::DEFAULT_MAX_RECORD_SIZE,
+                iam: None,
             },
         )
         .await
@@ -315,6 +316,7 @@ async fn plaintext_mode_forwards_without_tls() {
             bind: BindBehaviour::ProgUnavail,
             backend: Backend::Responder(Responder::Echo),
             max_record_size: efs_rpc::DEFAULT_MAX_RECORD_SIZE,
+            iam: None,
         },
     )
     .await

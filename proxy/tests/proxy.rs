@@ -41,6 +41,7 @@ async fn setup(bind: BindBehaviour, backend: Backend) -> Setup {
         bind,
         backend,
         max_record_size: efs_rpc::DEFAULT_MAX_RECORD_SIZE,
+        iam: None,
     };
     let target = FakeMountTarget::start("127.0.0.1:0".parse().unwrap(), config)
         .await
@@ -407,6 +408,7 @@ async fn a_plain_nfs_port_is_not_mistaken_for_tls() {
             bind: BindBehaviour::ProgUnavail,
             backend: Backend::Responder(Responder::Echo),
             max_record_size: efs_rpc::DEFAULT_MAX_RECORD_SIZE,
+            iam: None,
         },
     )
     .await

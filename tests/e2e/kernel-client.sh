@@ -15,8 +15,10 @@
 #
 #   tests/e2e/kernel-client.sh             (root; run tests/harness/install-deps.sh once)
 #
-# env: E2E_MODE=native (default: `efs-proxy run ...`) or dropin (efs-utils' interface:
-#      `setsid efs-proxy CONFIG --tls` with the config text efs-utils writes);
+# env: E2E_MODE=native (default: `efs-proxy run ...` with PEM files), iam (the proxy makes
+#      and signs its own IAM certificate from environment credentials; the mount target
+#      verifies the SigV4 signature) or dropin (efs-utils' interface: `setsid efs-proxy CONFIG
+#      --tls` with the config text efs-utils writes);
 #      BIN_DIR (default: $CARGO_TARGET_DIR or ./target, /debug) holds efs-proxy and
 #      fake-mount-target; E2E_PROFILE=release picks target/release; anything run-guest.sh reads.
 set -euo pipefail
@@ -82,8 +84,17 @@ gport=$(free_port)
 "$HARNESS_DIR/ganesha.sh" start "$GDIR" "$gport" VFS >/dev/null
 echo "ganesha on 127.0.0.1:$gport, export $GDIR/export"
 
+# Test credentials for the iam mode: never real, never logged (the script checks).
+AWS_SECRET_ACCESS_KEY_E2E="e2eSecretKey/DoNotLog+$RANDOM$RANDOM"
+target_cmd=("$BIN_DIR/fake-mount-target")
+if [ "${E2E_MODE:-native}" = iam ]; then
+  target_cmd=(env FAKE_MOUNT_TARGET_IAM_SECRET="$AWS_SECRET_ACCESS_KEY_E2E" "${target_cmd[@]}"
+    --iam-fs-id fs-0123456789abcdef0 --iam-service s3files --iam-region us-east-1
+    --iam-access-key-id AKIDE2ETEST)
+fi
+
 step "mount target: fake-mount-target (TLS, client certificate required, bind READY, relay to ganesha)"
-start_listener target target "$BIN_DIR/fake-mount-target" --listen 127.0.0.1:0 \
+start_listener target target "${target_cmd[@]}" --listen 127.0.0.1:0 \
   --pki-dir "$TMP/pki" --server-name "$SERVER_NAME" --bind ready --backend "127.0.0.1:$gport"
 echo "mount target on $target, certificate for $SERVER_NAME (test CA $TMP/pki/ca.pem)"
 
@@ -93,6 +104,15 @@ native)
   start_listener proxy proxy "$BIN_DIR/efs-proxy" run --listen 127.0.0.1:0 \
     --target "$target" --server-name "$SERVER_NAME" --ca-file "$TMP/pki/ca.pem" \
     --cert "$TMP/pki/client.pem" --key "$TMP/pki/client.key"
+  pport=${proxy##*:}
+  ;;
+iam)
+  step "proxy: efs-proxy run --fs-id (its own RSA-3072 key and IAM certificate, SigV4 from env credentials)"
+  start_listener proxy proxy env -i PATH="$PATH" HOME="$TMP" AWS_EC2_METADATA_DISABLED=true \
+    AWS_ACCESS_KEY_ID=AKIDE2ETEST AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY_E2E" \
+    AWS_SESSION_TOKEN=e2e-session-token "$BIN_DIR/efs-proxy" run --log-level debug \
+    --listen 127.0.0.1:0 --fs-id fs-0123456789abcdef0 --region us-east-1 --service s3files \
+    --target "$target" --ca-file "$TMP/pki/ca.pem"
   pport=${proxy##*:}
   ;;
 dropin)
@@ -150,6 +170,14 @@ grep -q 'tls: handshake complete' "$TMP/target.log" || die "mount target saw no 
 grep -q 'client_cert_bytes=[1-9]' "$TMP/target.log" || die "mount target saw no client certificate"
 grep -q 'bind_client_to_partition received' "$TMP/target.log" || die "mount target saw no bind"
 grep -q 'bind: READY' "$TMP/proxy.log" || die "proxy did not log a READY bind"
+if [ "${E2E_MODE:-native}" = iam ]; then
+  grep -q 'iam: client certificate accepted' "$TMP/target.log" ||
+    die "mount target did not accept an IAM certificate"
+  ! grep -q 'iam: refusing' "$TMP/target.log" || die "mount target refused an IAM certificate"
+  ! grep -qF "$AWS_SECRET_ACCESS_KEY_E2E" "$TMP/proxy.log" "$TMP/target.log" ||
+    die "the secret access key appears in a log"
+  echo "iam:          $(grep -c 'iam: client certificate accepted' "$TMP/target.log") certificates made by the proxy passed the SigV4 check"
+fi
 echo "mount target: $(grep -c 'client_cert_bytes=[1-9]' "$TMP/target.log") TLS handshakes with a client certificate, $(grep -c 'bind_client_to_partition received' "$TMP/target.log") binds"
 echo "proxy:        $(grep -m1 'forwarding; bind' "$TMP/proxy.log" | sed 's/.*efs_proxy::proxy: //')"
 echo "host:         $GDIR/export holds the guest's file with the same sha256"

@@ -27,6 +27,7 @@ pkgs=(
   nftables iproute2                            # fault injection (nft drop), ss, ip netns
   libnfs-utils                                 # nfs-ls/nfs-cat/nfs-cp (NFSv3 + NFSv4.0 only)
   shellcheck                                   # lint for these scripts
+  litmus curl                                  # WebDAV: litmus suite, container e2e requests
   xz-utils gzip util-linux                     # build-guest.sh: vmlinux extraction, flock
   ${EXTRA_PKGS:-}
 )

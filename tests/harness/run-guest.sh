@@ -34,6 +34,8 @@
 #   KVMNFS_ACCEL       tcg (default) or kvm.  KVM does not work on the PVM sandbox hosts here
 #                      (a stock kernel hangs or QEMU aborts), so only set it on a real VMX/SVM host.
 #   KVMNFS_APPEND      extra kernel command-line words (key=value reach the guest as env vars)
+#   KVMNFS_HOSTFWD     extra options of the guest's `-netdev user` (default none), e.g.
+#                      hostfwd=tcp:127.0.0.1:18080-:8080 (host port 18080 -> guest port 8080)
 #   KVMNFS_GUEST_TEST  guest script to run as /test.sh instead of guest-test.sh
 #   GUEST_EXTRA_FILES  "hostpath:guestpath ..." copied into the initramfs (see build-guest.sh)
 #   GUEST_MODULES      extra guest kernel modules (see build-guest.sh)
@@ -141,7 +143,7 @@ stamp() {
       -nodefaults -no-user-config -display none -monitor none -no-reboot -serial stdio \
       -pidfile "$qemu_pidfile" \
       -kernel "$kernel" -initrd "$RUN/initrd.gz" -append "$cmdline" \
-      -netdev user,id=n0 -device virtio-net-pci,netdev=n0,romfile= \
+      -netdev "user,id=n0${KVMNFS_HOSTFWD:+,$KVMNFS_HOSTFWD}" -device virtio-net-pci,netdev=n0,romfile= \
       </dev/null 2>&1 || rc=$?
     echo "$rc" > "$RUN/qemu.rc"
   } | stamp

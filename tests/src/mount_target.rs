@@ -21,7 +21,8 @@ use tokio_util::codec::{Framed, FramedParts};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::responder::{Responder, respond};
+use crate::iam_verify::IamVerifier;
+use crate::responder::{Responder, respond_record};
 
 /// How the fake mount target answers `bind_client_to_partition`.
 #[derive(Debug, Clone)]
@@ -36,9 +37,30 @@ pub enum BindBehaviour {
     Silent,
     /// Close the connection without answering.
     Close,
+    /// The n-th bind received gets the n-th behaviour; the last one repeats.
+    Sequence(Vec<BindBehaviour>),
 }
 
 impl BindBehaviour {
+    /// The behaviour for the `n`-th bind (0-based) of this target.
+    fn nth(&self, n: usize) -> &BindBehaviour {
+        match self {
+            BindBehaviour::Sequence(list) => list
+                .get(n)
+                .or(list.last())
+                .map_or(&BindBehaviour::Close, |b| b.nth(0)),
+            other => other,
+        }
+    }
+
+    /// READY on partition `[byte; 64]` with this scale-up configuration.
+    pub fn ready_with(byte: u8, scale_up_config: efs_rpc::awsfile::ScaleUpConfig) -> Self {
+        BindBehaviour::Reply(BindClientResponse {
+            bind_response: BindResponse::Ready(PartitionId([byte; 64])),
+            scale_up_config,
+        })
+    }
+
     /// READY on a partition made of `byte`, with efs-proxy's default scale-up settings.
     pub fn ready(byte: u8) -> Self {
         BindBehaviour::Reply(BindClientResponse {
@@ -86,6 +108,9 @@ pub struct MountTargetConfig {
     pub bind: BindBehaviour,
     pub backend: Backend,
     pub max_record_size: usize,
+    /// Check IAM client certificates (TLS only): a refused certificate gets a bind ERROR
+    /// naming the reason, then the connection is closed (see [`crate::iam_verify`]).
+    pub iam: Option<IamVerifier>,
 }
 
 /// The server side of TLS.
@@ -112,6 +137,12 @@ pub struct Observations {
     pub binds: Vec<ProxyIdentifier>,
     /// NFS records handled after the bind (responder backend only).
     pub records: usize,
+    /// Records handled per connection, in accept order (responder backend only).
+    pub records_by_connection: Vec<usize>,
+    /// Client certificates accepted by the IAM check.
+    pub iam_accepted: usize,
+    /// Why the IAM check refused client certificates, in order.
+    pub iam_refusals: Vec<String>,
 }
 
 /// A running fake mount target.
@@ -119,6 +150,7 @@ pub struct FakeMountTarget {
     addr: SocketAddr,
     observations: Arc<Mutex<Observations>>,
     shutdown: CancellationToken,
+    kills: Arc<Mutex<Vec<CancellationToken>>>,
 }
 
 impl Drop for FakeMountTarget {
@@ -137,10 +169,13 @@ impl FakeMountTarget {
             bind: config.bind,
             backend: config.backend,
             max_record_size: config.max_record_size,
+            iam: config.iam,
             observations: Default::default(),
+            kills: Default::default(),
         });
         let shutdown = CancellationToken::new();
         let observations = shared.observations.clone();
+        let kills = shared.kills.clone();
         let stop = shutdown.clone();
         tokio::spawn(async move {
             loop {
@@ -153,11 +188,16 @@ impl FakeMountTarget {
                 };
                 let shared = shared.clone();
                 let acceptor = acceptor.clone();
-                let stop = stop.clone();
+                let stop = stop.child_token();
+                let conn = {
+                    let mut kills = shared.kills.lock().unwrap();
+                    kills.push(stop.clone());
+                    kills.len() - 1
+                };
                 tokio::spawn(async move {
                     tokio::select! {
                         _ = stop.cancelled() => {}
-                        r = serve(stream, acceptor, &shared) => if let Err(e) = r {
+                        r = serve(stream, acceptor, &shared, conn) => if let Err(e) = r {
                             debug!("connection from {peer}: {e:#}");
                         }
                     }
@@ -168,7 +208,15 @@ impl FakeMountTarget {
             addr,
             observations,
             shutdown,
+            kills,
         })
+    }
+
+    /// Drops the `n`-th accepted connection (0-based) at once, as a crashed server would.
+    pub fn kill_connection(&self, n: usize) {
+        if let Some(token) = self.kills.lock().unwrap().get(n) {
+            token.cancel();
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -185,7 +233,10 @@ struct Shared {
     bind: BindBehaviour,
     backend: Backend,
     max_record_size: usize,
+    iam: Option<IamVerifier>,
     observations: Arc<Mutex<Observations>>,
+    /// One token per accepted connection, to kill it.
+    kills: Arc<Mutex<Vec<CancellationToken>>>,
 }
 
 impl Shared {
@@ -198,11 +249,12 @@ async fn serve(
     stream: TcpStream,
     acceptor: Option<TlsAcceptor>,
     shared: &Shared,
+    index: usize,
 ) -> anyhow::Result<()> {
     shared.observe(|o| o.connections += 1);
     stream.set_nodelay(true)?;
     match acceptor {
-        None => serve_stream(stream, shared).await,
+        None => serve_stream(stream, shared, None, index).await,
         Some(acceptor) => {
             let tls = acceptor.accept(stream).await?;
             let (_, conn) = tls.get_ref();
@@ -217,17 +269,56 @@ async fn serve(
                 "tls: handshake complete ({:?})",
                 conn.protocol_version()
             );
+            let refusal = shared
+                .iam
+                .as_ref()
+                .and_then(|iam| check_iam(iam, cert.as_deref()));
             shared.observe(|o| {
                 o.handshakes += 1;
                 o.server_names.push(sni);
                 o.client_certs.extend(cert);
+                match &refusal {
+                    Some(reason) => o.iam_refusals.push(reason.clone()),
+                    None if shared.iam.is_some() => o.iam_accepted += 1,
+                    None => {}
+                }
             });
-            serve_stream(tls, shared).await
+            serve_stream(tls, shared, refusal, index).await
         }
     }
 }
 
-async fn serve_stream<S>(stream: S, shared: &Shared) -> anyhow::Result<()>
+/// The IAM check of a presented certificate: `None` when accepted, else the reason.
+fn check_iam(iam: &IamVerifier, cert: Option<&[u8]>) -> Option<String> {
+    let outcome = match cert {
+        None => Err("no client certificate".to_string()),
+        Some(der) => iam
+            .verify(der, std::time::SystemTime::now())
+            .map_err(|r| r.to_string()),
+    };
+    match outcome {
+        Ok(ok) => {
+            info!(
+                access_key_id = %ok.access_key_id,
+                signed_at = %ok.signed_at,
+                session_token = ok.session_token.is_some(),
+                "iam: client certificate accepted"
+            );
+            None
+        }
+        Err(reason) => {
+            warn!("iam: refusing the client: {reason}");
+            Some(reason)
+        }
+    }
+}
+
+async fn serve_stream<S>(
+    stream: S,
+    shared: &Shared,
+    iam_refusal: Option<String>,
+    conn: usize,
+) -> anyhow::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -235,11 +326,29 @@ where
     let Some(first) = framed.next().await.transpose()? else {
         return Ok(());
     };
+    if let Some(reason) = iam_refusal {
+        // Answer the bind with the reason, so the proxy can log it, then hang up.
+        if let Ok((xid, _)) = awsfile::parse_bind_call(first.message()) {
+            let response = BindClientResponse {
+                bind_response: BindResponse::Error(format!("IAM authentication failed: {reason}")),
+                scale_up_config: Default::default(),
+            };
+            framed
+                .send(Record::from_message(&awsfile::bind_reply(xid, &response)?)?)
+                .await?;
+        }
+        framed.get_mut().shutdown().await.ok();
+        return Ok(());
+    }
     let pending_record = match awsfile::parse_bind_call(first.message()) {
         Ok((xid, id)) => {
             info!(incarnation = ?id.incarnation_number(), "bind_client_to_partition received");
-            shared.observe(|o| o.binds.push(id));
-            match &shared.bind {
+            let mut n = 0;
+            shared.observe(|o| {
+                o.binds.push(id);
+                n = o.binds.len() - 1;
+            });
+            match shared.bind.nth(n) {
                 BindBehaviour::Reply(response) => {
                     let reply = awsfile::bind_reply(xid, response)?;
                     framed.send(Record::from_message(&reply)?).await?;
@@ -259,7 +368,7 @@ where
                     while framed.next().await.transpose()?.is_some() {}
                     return Ok(());
                 }
-                BindBehaviour::Close => return Ok(()),
+                BindBehaviour::Close | BindBehaviour::Sequence(_) => return Ok(()),
             }
             None
         }
@@ -270,10 +379,10 @@ where
     match &shared.backend {
         Backend::Responder(responder) => {
             if let Some(record) = pending_record {
-                answer(&mut framed, responder, record, shared).await?;
+                answer(&mut framed, responder, record, shared, conn).await?;
             }
             while let Some(record) = framed.next().await.transpose()? {
-                answer(&mut framed, responder, record, shared).await?;
+                answer(&mut framed, responder, record, shared, conn).await?;
             }
             Ok(())
         }
@@ -300,16 +409,21 @@ async fn answer<S>(
     responder: &Responder,
     record: Record,
     shared: &Shared,
+    conn: usize,
 ) -> anyhow::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    shared.observe(|o| o.records += 1);
-    if let Some(reply) = respond(responder, record.message()) {
-        let mut wire = BytesMut::with_capacity(reply.len() + 4);
-        wire.extend_from_slice(&(reply.len() as u32 | 0x8000_0000).to_be_bytes());
-        wire.extend_from_slice(&reply);
-        framed.get_mut().write_all(&wire).await?;
+    shared.observe(|o| {
+        o.records += 1;
+        if o.records_by_connection.len() <= conn {
+            o.records_by_connection.resize(conn + 1, 0);
+        }
+        o.records_by_connection[conn] += 1;
+    });
+    let mut reply = BytesMut::new();
+    if respond_record(responder, record.message(), &mut reply) {
+        framed.get_mut().write_all(&reply).await?;
     }
     Ok(())
 }

@@ -33,9 +33,33 @@ impl ProxyProcess {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
-        let mut child = Command::new(binary(bin))
+        let mut command = Command::new(binary(bin));
+        command.args(args).env_remove("RUST_LOG");
+        Self::spawn_command(command).await
+    }
+
+    /// Like [`spawn`](Self::spawn), with only `PATH` and `env` in the environment: for
+    /// credential tests, which must not see the caller's AWS settings.
+    pub async fn spawn_with_env<I, S>(
+        bin: &Path,
+        args: I,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut command = Command::new(binary(bin));
+        command
             .args(args)
-            .env_remove("RUST_LOG")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(env.iter().copied());
+        Self::spawn_command(command).await
+    }
+
+    async fn spawn_command(mut command: Command) -> anyhow::Result<Self> {
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -77,6 +101,11 @@ impl ProxyProcess {
         self.addr
     }
 
+    /// The proxy's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+
     /// Everything logged so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
@@ -107,6 +136,33 @@ impl ProxyProcess {
             .await?;
         Ok(tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await??)
     }
+}
+
+/// Runs `efs-proxy ARGS` to completion (30 s limit) with only `PATH` and `env` in the
+/// environment: exit code, stdout, stderr.
+pub async fn run_to_exit_with_env<I, S>(
+    bin: &Path,
+    args: I,
+    env: &[(&str, &str)],
+) -> anyhow::Result<(Option<i32>, String, String)>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let child = Command::new(binary(bin))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(30), child).await??;
+    Ok((
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
 }
 
 /// Runs `efs-proxy ARGS` to completion (with a 30 s limit): exit code, stdout, stderr.

@@ -1,4 +1,6 @@
 //! Subcommands of the `efs-proxy` binary.
 
+pub mod cert;
+pub mod iam;
 pub mod legacy;
 pub mod run;

@@ -12,13 +12,15 @@ use tokio_util::sync::CancellationToken;
 
 #[derive(Args)]
 pub struct RunArgs {
-    /// Address dialled for every server connection: the mount target or the NLB, HOST:PORT.
-    #[arg(long, value_name = "HOST:PORT")]
-    target: String,
+    /// Address dialled for every server connection: the mount target or the NLB, HOST:PORT
+    /// [default with --fs-id: the mount target's DNS name, port 2049].
+    #[arg(long, value_name = "HOST:PORT", required_unless_present = "fs_id")]
+    target: Option<String>,
     /// Name for SNI and certificate verification: the mount target's DNS name (e.g.
-    /// fs-0123456789abcdef0.s3files.us-east-1.on.aws), even when --target is an NLB.
-    #[arg(long, value_name = "NAME")]
-    server_name: String,
+    /// fs-0123456789abcdef0.s3files.us-east-1.on.aws), even when --target is an NLB
+    /// [default with --fs-id: derived as efs-utils does].
+    #[arg(long, value_name = "NAME", required_unless_present = "fs_id")]
+    server_name: Option<String>,
     /// Where NFS clients connect. 127.0.0.1:0 picks a free port (printed on start).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:20049")]
     listen: SocketAddr,
@@ -28,8 +30,10 @@ pub struct RunArgs {
     /// Client certificate (PEM) presented to the server.
     #[arg(long, value_name = "PEM", requires = "key")]
     cert: Option<PathBuf>,
-    /// Private key (PEM) of the client certificate.
-    #[arg(long, value_name = "PEM", requires = "cert")]
+    /// Private key (PEM) of the client certificate. With --fs-id and no --cert: the key of
+    /// the certificate the proxy makes (created, RSA-3072, mode 0600, if the file does not
+    /// exist; e.g. efs-utils' /etc/amazon/efs/privateKey.pem) [default: a new key in memory].
+    #[arg(long, value_name = "PEM")]
     key: Option<PathBuf>,
     /// Do not verify the server certificate at all (testing only).
     #[arg(long)]
@@ -43,6 +47,19 @@ pub struct RunArgs {
     /// Largest RPC record accepted in either direction, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = efs_rpc::DEFAULT_MAX_RECORD_SIZE)]
     max_record_size: usize,
+    /// Close a client connection when its calls get no answer for this many seconds, so the
+    /// NFS client reconnects (0: wait forever, as AWS's efs-proxy).
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    server_timeout: u64,
+    /// TCP keepalive idle seconds on server connections (probes every 10 s, 3 probes; 0: off).
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    keepalive: u64,
+    /// Never open more than one server connection per client connection, whatever the
+    /// server's scale-up configuration says.
+    #[arg(long)]
+    no_scale_up: bool,
+    #[command(flatten)]
+    iam: super::iam::IamRunArgs,
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -51,27 +68,48 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         (false, Some(path)) => Trust::CaFile(path),
         (false, None) => Trust::SystemRoots,
     };
-    let identity = match (&args.cert, &args.key) {
-        (Some(cert), Some(key)) => Some(ClientIdentity::from_pem_files(cert, key)?),
+    let plan = super::iam::plan(
+        &args.iam,
+        args.target,
+        args.server_name,
+        args.cert.as_deref(),
+        args.key.as_deref(),
+    )
+    .await?;
+    let identity = match (&plan.iam, &args.cert, &args.key) {
+        (Some(iam), _, _) => Some(iam.first.identity.clone()),
+        (None, Some(cert), Some(key)) => Some(ClientIdentity::from_pem_files(cert, key)?),
         _ => None,
     };
-    let mut config = ProxyConfig::new(args.target);
+    let mut config = ProxyConfig::new(plan.target);
     config.listen = args.listen;
     config.connect_timeout = Duration::from_secs(args.connect_timeout);
     config.bind_timeout = Duration::from_secs(args.bind_timeout);
     config.max_record_size = args.max_record_size;
+    config.server_timeout =
+        (args.server_timeout > 0).then(|| Duration::from_secs(args.server_timeout));
+    config.keepalive = (args.keepalive > 0).then(|| efs_proxy::config::Keepalive {
+        idle: Duration::from_secs(args.keepalive),
+        ..Default::default()
+    });
+    config.scale_up = !args.no_scale_up;
     config.tls = Some(TlsSettings {
-        server_name: args.server_name,
+        server_name: plan.server_name,
         trust,
         verify_hostname: true,
         identity,
     });
 
+    let tls_settings = config.tls.clone();
     let proxy = Proxy::bind(config).await?;
     let addr = proxy.local_addr().context("reading the listen address")?;
     announce(addr)?;
 
     let shutdown = CancellationToken::new();
+    if let (Some(iam), Some(handle), Some(settings)) = (plan.iam, proxy.tls_handle(), &tls_settings)
+    {
+        super::iam::spawn_refresh(iam, handle, settings, shutdown.clone());
+    }
     tokio::spawn(stop_on_signal(shutdown.clone()));
     proxy.run(shutdown, Duration::from_secs(5)).await;
     Ok(())

@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::Parser;
 use efs_proxy_tests::{
-    Backend, BindBehaviour, FakeMountTarget, MountTargetConfig, Responder, SERVER_NAME, ServerTls,
-    TestPki,
+    Backend, BindBehaviour, FakeMountTarget, IamVerifier, MountTargetConfig, Responder,
+    SERVER_NAME, ServerTls, TestPki,
 };
 
 #[derive(Parser)]
@@ -33,7 +33,8 @@ struct Args {
     /// Bind reply: ready, retry-later, error, prog-unavail, garbage, silent, close.
     #[arg(long, default_value = "ready")]
     bind: String,
-    /// After bind: `echo`, `empty`, a reply size in bytes, or the HOST:PORT of an NFS server.
+    /// After bind: `echo`, `empty`, `silent`, `bench`, a reply size in bytes, or the
+    /// HOST:PORT of an NFS server to relay to.
     #[arg(long, default_value = "echo")]
     backend: String,
     /// Accept handshakes without a client certificate.
@@ -42,6 +43,35 @@ struct Args {
     /// Serve plaintext instead of TLS.
     #[arg(long)]
     plaintext: bool,
+    /// Verify IAM client certificates with this secret access key (the SigV4 signature is
+    /// recomputed from the certificate's public key); refused clients get a bind ERROR with
+    /// the reason, then the connection is closed. Also read from FAKE_MOUNT_TARGET_IAM_SECRET.
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "FAKE_MOUNT_TARGET_IAM_SECRET",
+        hide_env_values = true,
+        requires_all = ["iam_fs_id", "iam_service", "iam_region"]
+    )]
+    iam_secret: Option<String>,
+    /// IAM check: the file system id this mount target serves.
+    #[arg(long, value_name = "ID", requires = "iam_secret")]
+    iam_fs_id: Option<String>,
+    /// IAM check: s3files or efs (elasticfilesystem).
+    #[arg(long, value_name = "SERVICE", requires = "iam_secret")]
+    iam_service: Option<String>,
+    /// IAM check: the region of the signature's scope.
+    #[arg(long, value_name = "REGION", requires = "iam_secret")]
+    iam_region: Option<String>,
+    /// READY replies carry this `max_multiplexed_connections` (scale-up limit).
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    scale_max: i32,
+    /// READY replies carry this `scale_up_bytes_per_sec_threshold`.
+    #[arg(long, value_name = "BYTES_PER_SEC", default_value_t = 300 * 1024 * 1024)]
+    scale_threshold: i32,
+    /// IAM check: accept only this access key id.
+    #[arg(long, value_name = "AKID", requires = "iam_secret")]
+    iam_access_key_id: Option<String>,
 }
 
 #[tokio::main]
@@ -54,9 +84,13 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(false)
         .init();
     let args = Args::parse();
-    let Some(bind) = BindBehaviour::parse(&args.bind) else {
+    let Some(mut bind) = BindBehaviour::parse(&args.bind) else {
         bail!("unknown --bind {:?}", args.bind);
     };
+    if let BindBehaviour::Reply(response) = &mut bind {
+        response.scale_up_config.max_multiplexed_connections = args.scale_max;
+        response.scale_up_config.scale_up_bytes_per_sec_threshold = args.scale_threshold;
+    }
     let backend = match Responder::parse(&args.backend) {
         Some(responder) => Backend::Responder(responder),
         None => Backend::Relay(args.backend.parse().with_context(|| {
@@ -73,11 +107,37 @@ async fn main() -> anyhow::Result<()> {
         key: pki.server.private_key(),
         require_client_cert: !args.no_client_cert,
     });
+    let iam = match (
+        args.iam_secret,
+        args.iam_fs_id,
+        args.iam_service,
+        args.iam_region,
+    ) {
+        (Some(secret_access_key), Some(fs_id), Some(service), Some(region)) => {
+            let service = match service.as_str() {
+                "s3files" => "s3files",
+                "efs" | "elasticfilesystem" => "elasticfilesystem",
+                other => bail!("--iam-service {other:?}: expected s3files or efs"),
+            };
+            Some(IamVerifier {
+                secret_access_key,
+                service: service.to_string(),
+                region,
+                fs_id,
+                access_key_id: args.iam_access_key_id,
+            })
+        }
+        _ => None,
+    };
+    if iam.is_some() && args.plaintext {
+        bail!("--iam-secret needs TLS: drop --plaintext");
+    }
     let config = MountTargetConfig {
         tls,
         bind,
         backend,
         max_record_size: efs_rpc::DEFAULT_MAX_RECORD_SIZE,
+        iam,
     };
     let target = FakeMountTarget::start(args.listen, config).await?;
     println!("listening on {}", target.addr());

@@ -1,0 +1,23 @@
+//! # efs_webdav: the WebDAV face of the efs-proxy container
+//!
+//! The container mounts an Amazon S3 Files (or EFS) file system over NFSv4.2 through
+//! `efs-proxy`, and this server publishes the mount point over WebDAV, because macOS can mount
+//! WebDAV from Finder but cannot reach an NFS mount inside a Linux container.
+//!
+//! * [`server`]: hyper HTTP/1.1 in front of dav-server's handler, with in-memory locks
+//!   (Finder mounts read-write only if LOCK works) and optional basic authentication
+//!   ([`auth`]).
+//! * [`fs`]: the served file system: the mount through dav-server's `LocalFs` (macOS mode),
+//!   Finder's `._*` / `.DS_Store` files held in memory ([`overlay`], [`junk`]) so they never
+//!   become S3 objects, and dead properties in memory ([`props`]).
+
+pub mod auth;
+pub mod fs;
+pub mod junk;
+pub mod overlay;
+pub mod props;
+pub mod server;
+
+pub use auth::BasicAuth;
+pub use fs::{BucketFs, MemoryLimits};
+pub use server::{Server, ServerConfig};

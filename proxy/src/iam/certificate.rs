@@ -1,0 +1,236 @@
+//! The IAM client certificate: efs-utils' custom extensions and the self-signed certificate
+//! around them.
+//!
+//! Layout (efs-proxy-spec.md §3), every extension non-critical, in this order:
+//!
+//! | OID | content |
+//! |---|---|
+//! | 2.5.29.14 subjectKeyIdentifier | OCTET STRING, SHA-1 of the subjectPublicKey |
+//! | 1.3.6.1.4.1.4843.7.1 | UTF8String access point id (only with an access point) |
+//! | 1.3.6.1.4.1.4843.7.2 | SEQUENCE { UTF8String access key id, OCTET STRING signature as 64 ASCII hex characters, UTCTime signing time, [0] EXPLICIT UTF8String session token OPTIONAL } (only with IAM) |
+//! | 1.3.6.1.4.1.4843.7.3 | UTF8String file system id |
+//! | 1.3.6.1.4.1.4843.7.4 | SEQUENCE { UTF8String source, UTF8String efs-utils version } |
+//!
+//! X.509 v3, serial 0, sha256WithRSAEncryption, issuer = subject = `CN=<host name>`
+//! (UTF8String), valid from 15 minutes before the signing time to 3 hours after it. With the
+//! same key and inputs the whole certificate equals efs-utils' byte for byte (PKCS#1 v1.5
+//! signatures are deterministic).
+
+use rcgen::{CertificateParams, CustomExtension, DistinguishedName, DnType, SerialNumber};
+use rustls::pki_types::CertificateDer;
+
+use super::der::{self, tag};
+use super::key::ClientKey;
+use super::signing_time::SigningTime;
+use super::{CertificateSpec, sigv4};
+
+/// `1.3.6.1.4.1.4843.7.1`: the access point id.
+pub const OID_ACCESS_POINT: &[u64] = &[1, 3, 6, 1, 4, 1, 4843, 7, 1];
+/// `1.3.6.1.4.1.4843.7.2`: the SigV4 block.
+pub const OID_SIGV4: &[u64] = &[1, 3, 6, 1, 4, 1, 4843, 7, 2];
+/// `1.3.6.1.4.1.4843.7.3`: the file system id.
+pub const OID_FS_ID: &[u64] = &[1, 3, 6, 1, 4, 1, 4843, 7, 3];
+/// `1.3.6.1.4.1.4843.7.4`: client information.
+pub const OID_CLIENT_INFO: &[u64] = &[1, 3, 6, 1, 4, 1, 4843, 7, 4];
+/// `2.5.29.14`: subjectKeyIdentifier (rcgen writes it only for CA certificates).
+pub const OID_SUBJECT_KEY_IDENTIFIER: &[u64] = &[2, 5, 29, 14];
+
+/// Extension 7.4: who made the certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientInfo {
+    /// efs-utils' `[client-info] source` (1–100 characters), `unknown` by default.
+    pub source: String,
+    /// efs-utils' version string.
+    pub version: String,
+}
+
+impl Default for ClientInfo {
+    fn default() -> Self {
+        ClientInfo {
+            source: "unknown".into(),
+            version: "3.2.0".into(),
+        }
+    }
+}
+
+/// The content of extension 7.2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigV4Block {
+    pub access_key_id: String,
+    /// The 64 hex characters of the signature.
+    pub signature: String,
+    pub time: SigningTime,
+    pub session_token: Option<String>,
+}
+
+/// DER of extension 7.1.
+pub fn access_point_extension(access_point: &str) -> Vec<u8> {
+    der::utf8_string(access_point)
+}
+
+/// DER of extension 7.2.
+pub fn sigv4_extension(block: &SigV4Block) -> Vec<u8> {
+    let mut body = der::utf8_string(&block.access_key_id);
+    body.extend(der::octet_string(block.signature.as_bytes()));
+    body.extend(der::tlv(tag::UTC_TIME, block.time.utc_time().as_bytes()));
+    if let Some(token) = &block.session_token {
+        body.extend(der::tlv(tag::CONTEXT_0, &der::utf8_string(token)));
+    }
+    der::tlv(tag::SEQUENCE, &body)
+}
+
+/// DER of extension 7.3.
+pub fn fs_id_extension(fs_id: &str) -> Vec<u8> {
+    der::utf8_string(fs_id)
+}
+
+/// DER of extension 7.4.
+pub fn client_info_extension(info: &ClientInfo) -> Vec<u8> {
+    der::sequence(&[
+        &der::utf8_string(&info.source),
+        &der::utf8_string(&info.version),
+    ])
+}
+
+/// A certificate made by [`build`].
+#[derive(Clone)]
+pub struct Certificate {
+    pub der: CertificateDer<'static>,
+    pub pem: String,
+    pub not_before: SigningTime,
+    pub not_after: SigningTime,
+    /// The signing time (also in extension 7.2 when signed).
+    pub signed_at: SigningTime,
+}
+
+impl std::fmt::Debug for Certificate {
+    /// The validity only: the DER holds the session token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Certificate")
+            .field("not_before", &self.not_before)
+            .field("not_after", &self.not_after)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds and self-signs the certificate for `spec` at `time`, with the SigV4 block when
+/// given (an IAM certificate) or without it (efs-utils' certificate for TLS mounts without
+/// `iam`).
+pub fn build(
+    key: &ClientKey,
+    spec: &CertificateSpec,
+    time: SigningTime,
+    sigv4: Option<&SigV4Block>,
+) -> Result<Certificate, rcgen::Error> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    let mut name = DistinguishedName::new();
+    name.push(DnType::CommonName, spec.common_name.as_str());
+    params.distinguished_name = name;
+    // efs-utils' openssl CA database starts at serial 00 for every mount.
+    params.serial_number = Some(SerialNumber::from_slice(&[0]));
+    let not_before = time.minus(spec.backdate);
+    let not_after = time.plus(spec.lifetime);
+    params.not_before = not_before.offset_date_time();
+    params.not_after = not_after.offset_date_time();
+
+    let mut extensions = vec![CustomExtension::from_oid_content(
+        OID_SUBJECT_KEY_IDENTIFIER,
+        der::octet_string(&key.public_key_sha1()),
+    )];
+    if let Some(ap) = &spec.access_point {
+        extensions.push(CustomExtension::from_oid_content(
+            OID_ACCESS_POINT,
+            access_point_extension(ap),
+        ));
+    }
+    if let Some(block) = sigv4 {
+        extensions.push(CustomExtension::from_oid_content(
+            OID_SIGV4,
+            sigv4_extension(block),
+        ));
+    }
+    extensions.push(CustomExtension::from_oid_content(
+        OID_FS_ID,
+        fs_id_extension(&spec.fs_id),
+    ));
+    extensions.push(CustomExtension::from_oid_content(
+        OID_CLIENT_INFO,
+        client_info_extension(&spec.client_info),
+    ));
+    params.custom_extensions = extensions;
+
+    let cert = params.self_signed(key.key_pair())?;
+    Ok(Certificate {
+        der: cert.der().clone(),
+        pem: cert.pem(),
+        not_before,
+        not_after,
+        signed_at: time,
+    })
+}
+
+/// Everything that was signed, for `efs-proxy cert --explain` and tests.
+#[derive(Debug, Clone)]
+pub struct Signed {
+    pub request: sigv4::SigningRequest,
+    pub block: SigV4Block,
+}
+
+/// Signs efs-utils' request for `spec` with the key's public key hash.
+pub fn sign(
+    key: &ClientKey,
+    spec: &CertificateSpec,
+    time: SigningTime,
+    access_key_id: &str,
+    secret_access_key: &str,
+    session_token: Option<&str>,
+) -> Signed {
+    let request = sigv4::SigningRequest {
+        access_key_id: access_key_id.to_string(),
+        session_token: session_token.map(str::to_string),
+        region: spec.region.clone(),
+        service: spec.service.signing_name().to_string(),
+        fs_id: spec.fs_id.clone(),
+        public_key_hash: key.public_key_hash(),
+        time,
+    };
+    let block = SigV4Block {
+        access_key_id: access_key_id.to_string(),
+        signature: request.signature(secret_access_key),
+        time,
+        session_token: session_token.map(str::to_string),
+    };
+    Signed { request, block }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example of efs-proxy-spec.md §3.
+    #[test]
+    fn extension_bytes_of_the_spec_examples() {
+        assert_eq!(
+            hex::encode(fs_id_extension("fs-0123456789abcdef0")),
+            "0c1466732d3031323334353637383961626364656630"
+        );
+        assert_eq!(
+            hex::encode(client_info_extension(&ClientInfo::default())),
+            format!(
+                "30100c07{}0c05{}",
+                hex::encode("unknown"),
+                hex::encode("3.2.0")
+            )
+        );
+        let block = SigV4Block {
+            access_key_id: "AKIDEXAMPLE".into(),
+            signature: "0".repeat(64),
+            time: SigningTime::parse_amz_date("20260102T030405Z").unwrap(),
+            session_token: Some("IQoJb3JpZ2luX2VjEXAMPLE/TOKEN+abc==".into()),
+        };
+        let der = sigv4_extension(&block);
+        assert_eq!(&der[..3], &[0x30, 0x81, 0x85]);
+        assert!(hex::encode(&der).contains(&format!("170d{}", hex::encode("260102030405Z"))));
+        assert!(hex::encode(&der).contains("a0250c23"));
+    }
+}

@@ -1,0 +1,132 @@
+//! A record writer that sends queued records with vectored writes and no copy.
+//!
+//! `tokio_util`'s `FramedWrite` copies every item into one buffer before writing. Records here
+//! are already `Bytes` in wire form (split from the read buffer), so they are queued as they
+//! are and handed to `poll_write_vectored`: for a TCP socket the kernel reads them in place; a
+//! TLS stream encrypts them straight from the queue.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Buf, Bytes};
+use tokio::io::AsyncWrite;
+
+/// How many records one vectored write may cover (Linux's `IOV_MAX` is 1024; more slices
+/// than this buy nothing).
+const MAX_SLICES: usize = 64;
+
+/// Queues records and writes them out, applying back-pressure past `limit` queued bytes.
+pub struct RecordWriter<W> {
+    io: W,
+    queue: VecDeque<Bytes>,
+    queued: usize,
+    limit: usize,
+}
+
+impl<W: AsyncWrite + Unpin> RecordWriter<W> {
+    /// A writer that accepts more records while fewer than `limit` bytes are queued.
+    pub fn new(io: W, limit: usize) -> Self {
+        RecordWriter {
+            io,
+            queue: VecDeque::new(),
+            queued: 0,
+            limit,
+        }
+    }
+
+    /// Bytes waiting to be written.
+    pub fn queued(&self) -> usize {
+        self.queued
+    }
+
+    /// Ready when another record may be queued; writes out queued records to make room.
+    /// At most `limit` plus one record is ever queued.
+    pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.queued >= self.limit {
+            ready!(self.poll_write_some(cx))?;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Queues one record's wire bytes (call after `poll_ready`).
+    pub fn push(&mut self, wire: Bytes) {
+        self.queued += wire.len();
+        self.queue.push_back(wire);
+    }
+
+    /// Writes every queued record and flushes the stream.
+    pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.queue.is_empty() {
+            ready!(self.poll_write_some(cx))?;
+        }
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    /// Shuts the stream down (TLS close_notify, then FIN) after flushing.
+    pub fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_flush(cx))?;
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    /// One vectored write from the front of the queue.
+    fn poll_write_some(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        let count = self.queue.len().min(MAX_SLICES);
+        for (slice, bytes) in slices.iter_mut().zip(self.queue.iter()) {
+            *slice = IoSlice::new(bytes);
+        }
+        let written = ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]))?;
+        if written == 0 {
+            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+        }
+        self.consume(written);
+        Poll::Ready(Ok(()))
+    }
+
+    fn consume(&mut self, mut written: usize) {
+        self.queued -= written;
+        while written > 0 {
+            let Some(front) = self.queue.front_mut() else {
+                return;
+            };
+            if written >= front.len() {
+                written -= front.len();
+                self.queue.pop_front();
+            } else {
+                front.advance(written);
+                written = 0;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::poll_fn;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn writes_queued_records_in_order_through_a_small_pipe() {
+        let (a, mut b) = tokio::io::duplex(7); // forces many short writes
+        let mut writer = RecordWriter::new(a, 16);
+        let records: Vec<Bytes> = (0..50u8)
+            .map(|i| Bytes::from(vec![i; i as usize + 1]))
+            .collect();
+        let expected: Vec<u8> = records.iter().flat_map(|r| r.to_vec()).collect();
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            b.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        for record in records {
+            poll_fn(|cx| writer.poll_ready(cx)).await.unwrap();
+            assert!(writer.queued() < 16 + 51, "back-pressure bounds the queue");
+            writer.push(record);
+        }
+        poll_fn(|cx| writer.poll_shutdown(cx)).await.unwrap();
+        assert_eq!(reader.await.unwrap(), expected);
+    }
+}
