@@ -50,7 +50,7 @@ MOUNT_TIMEOUT=${MOUNT_TIMEOUT:-90}
 LOG_LEVEL=${LOG_LEVEL:-info}
 PROXY_LISTEN=127.0.0.1:20049
 
-proxy_pid='' webdav_pid='' tail_pid='' sleep_pid='' mounted=0 stopping=0
+proxy_pid='' webdav_pid='' tee_pid='' sleep_pid='' mounted=0 stopping=0
 
 log() { printf 'entrypoint: %s\n' "$*" >&2; }
 
@@ -125,16 +125,23 @@ proxy_args() {
   log "efs-proxy run --listen $PROXY_LISTEN $NATIVE_ARGS"
 }
 
+# The proxy's stderr goes through a FIFO to tee: into the container's log at once, and into
+# efs-proxy.log, which diagnose reads.
 start_proxy() {
   : >"$STATE_DIR/efs-proxy.out"
+  fifo=$STATE_DIR/efs-proxy.fifo
+  rm -f "$fifo"
+  mkfifo "$fifo" || fail "cannot create $fifo" "check that $STATE_DIR is writable"
+  tee -a "$STATE_DIR/efs-proxy.log" <"$fifo" >&2 &
+  tee_pid=$!
   # EFS_PROXY_ARGS / NATIVE_ARGS are split into words on purpose (no value contains spaces).
   # shellcheck disable=SC2086
   if [ -n "${EFS_PROXY_ARGS:-}" ]; then
     "$EFS_PROXY" run --log-level "$LOG_LEVEL" --listen "$PROXY_LISTEN" $EFS_PROXY_ARGS \
-      >"$STATE_DIR/efs-proxy.out" 2>>"$STATE_DIR/efs-proxy.log" </dev/null &
+      >"$STATE_DIR/efs-proxy.out" 2>"$fifo" </dev/null &
   else
     "$EFS_PROXY" run --log-level "$LOG_LEVEL" --listen "$PROXY_LISTEN" $NATIVE_ARGS \
-      >"$STATE_DIR/efs-proxy.out" 2>>"$STATE_DIR/efs-proxy.log" </dev/null &
+      >"$STATE_DIR/efs-proxy.out" 2>"$fifo" </dev/null &
   fi
   proxy_pid=$!
 }
@@ -215,8 +222,9 @@ stop_all() {
   mounted=0
   stop_pid "$proxy_pid" 10
   proxy_pid=''
-  [ -z "$tail_pid" ] || { kill "$tail_pid" 2>/dev/null; wait "$tail_pid" 2>/dev/null; }
-  tail_pid=''
+  # tee ends with the proxy (end of file on the FIFO)
+  [ -z "$tee_pid" ] || wait "$tee_pid" 2>/dev/null
+  tee_pid=''
 }
 
 on_signal() {
@@ -243,15 +251,12 @@ mkdir -p "$STATE_DIR" "$MOUNT_POINT" || fail "cannot create $STATE_DIR or $MOUNT
 NATIVE_ARGS=''
 proxy_args
 start_proxy
-# The proxy's log goes to the container's log as well (it is kept in a file for diagnose).
-tail -n +1 -f "$STATE_DIR/efs-proxy.log" >&2 &
-tail_pid=$!
 
 wait_listening efs-proxy "$proxy_pid" "$STATE_DIR/efs-proxy.out"
 case $? in
   0) log "efs-proxy listening on $PROXY_LISTEN" ;;
   1)
-    sleep 0.2 # let tail print the proxy's last words
+    wait "$tee_pid" 2>/dev/null # the proxy's last words are in the log
     fail "efs-proxy exited at start (its error is above)" "fix the argument or credential it names"
     ;;
   *) fail "efs-proxy did not print 'listening on' within ${READY_TIMEOUT}s" "see its log above; READY_TIMEOUT raises the limit" ;;
@@ -260,7 +265,6 @@ esac
 log "mount -t nfs4 -o nfsvers=4.2,port=20049,hard,timeo=600,retrans=2,noresvport,rsize=1048576,wsize=1048576 127.0.0.1:/ $MOUNT_POINT"
 if ! timeout -s KILL "$MOUNT_TIMEOUT" mount -t nfs4 -o nfsvers=4.2,port=20049,hard,timeo=600,retrans=2,noresvport,rsize=1048576,wsize=1048576 127.0.0.1:/ "$MOUNT_POINT" 2>"$STATE_DIR/mount.err"; then
   cat "$STATE_DIR/mount.err" >&2
-  sleep 0.2
   diagnose
   fail "the NFS mount of 127.0.0.1:/ (through efs-proxy) failed or took over ${MOUNT_TIMEOUT}s" \
     "see the proxy's messages above (layer=dns|tcp|tls|bind name the failing step)"

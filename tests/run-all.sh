@@ -8,10 +8,13 @@
 #   5. end to end with real peers: the Linux kernel NFSv4.2 client in QEMU → efs-proxy →
 #      fake mount target → nfs-ganesha; then the container's entrypoint in QEMU (release
 #      build) with litmus and a 16 MiB upload over WebDAV from the host
+#   6. connection faults: efs-proxy between two network namespaces (nft blackhole, link
+#      down/up, ss -K); the kernel client's 32 MiB writes through a proxy SIGKILL + restart
+#      and a server-side reset
 #
 #   sudo tests/run-all.sh    (root: installs the Debian packages it needs, runs ganesha and QEMU)
 #
-# env: SKIP_E2E=1 skips step 5 (for machines without root/QEMU); SKIP_INFRA=1 skips step 2.
+# env: SKIP_E2E=1 skips steps 5 and 6 (for machines without root/QEMU); SKIP_INFRA=1 skips step 2.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -50,6 +53,13 @@ if [ "${SKIP_E2E:-0}" != 1 ]; then
   section "end to end: container entrypoint in QEMU (efs-proxy + NFSv4.2 mount + WebDAV)"
   cargo build --release --locked -p efs-proxy -p efs-webdav -p efs-proxy-tests --bins
   bash tests/e2e/container-guest.sh
+fi
+
+if [ "${SKIP_E2E:-0}" != 1 ]; then
+  section "connection faults: netns + veth (nft blackhole, link down/up, ss -K) through efs-proxy"
+  bash tests/e2e/faults-netns.sh
+  section "connection faults: kernel client writes through a proxy restart and a server-side reset"
+  bash tests/e2e/kernel-faults.sh
 fi
 
 section "all tests passed in $((SECONDS - t0)) s"

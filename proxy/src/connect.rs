@@ -185,6 +185,12 @@ impl Dialer {
     }
 }
 
+/// The host part of `host:port` or `[v6]:port` (for a default server name).
+pub fn host_of(target: &str) -> &str {
+    let host = target.rsplit_once(':').map_or(target, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
 /// Delay between staggered connection attempts (RFC 8305 §5 recommends 250 ms).
 pub const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
 
@@ -316,6 +322,16 @@ pub type SharedDialer = Arc<Dialer>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_of_strips_the_port() {
+        assert_eq!(
+            host_of("fs-1.efs.us-east-1.amazonaws.com:2049"),
+            "fs-1.efs.us-east-1.amazonaws.com"
+        );
+        assert_eq!(host_of("[::1]:2049"), "::1");
+        assert_eq!(host_of("10.0.0.1:2049"), "10.0.0.1");
+    }
 
     #[test]
     fn families_alternate_starting_with_the_resolvers_first() {

@@ -206,4 +206,6 @@ pub enum StartError {
     },
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsSetupError),
+    #[error("cannot make the client certificate: {0}")]
+    Iam(#[from] crate::iam::IamError),
 }

@@ -47,6 +47,9 @@ enum Command {
     Run(cli::run::RunArgs),
     /// Make an IAM client certificate (as efs-utils would) and write it to a file.
     Cert(cli::cert::CertArgs),
+    /// Diagnose the way to a mount target step by step (DNS, TCP, TLS, client certificate,
+    /// bind, NFS NULL) with the same options as run; exit 0 only if every step passes.
+    Check(cli::check::CheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
     let result = match command {
         Command::Run(args) => runtime.block_on(cli::run::run(args)),
         Command::Cert(args) => runtime.block_on(cli::cert::run(args)),
+        Command::Check(args) => return runtime.block_on(cli::check::run(args)),
     };
     exit_with(result)
 }

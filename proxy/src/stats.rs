@@ -1,6 +1,7 @@
 //! Live counters of a running proxy: cheap atomics, readable at any time.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Which way a record travelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +27,8 @@ pub struct Stats {
     pub records_to_client: AtomicU64,
     pub bytes_to_server: AtomicU64,
     pub bytes_to_client: AtomicU64,
+    /// Expiry of the client certificate in use, in seconds since the Unix epoch (0: none).
+    certificate_expiry: AtomicU64,
 }
 
 /// A point-in-time copy of [`Stats`].
@@ -42,6 +45,8 @@ pub struct StatsSnapshot {
     pub records_to_client: u64,
     pub bytes_to_server: u64,
     pub bytes_to_client: u64,
+    /// When the client certificate new connections present expires.
+    pub certificate_expiry: Option<SystemTime>,
 }
 
 impl Stats {
@@ -52,6 +57,14 @@ impl Stats {
         };
         records.fetch_add(1, Ordering::Relaxed);
         bytes.fetch_add(wire_len as u64, Ordering::Relaxed);
+    }
+
+    /// Records when the client certificate in use expires.
+    pub fn set_certificate_expiry(&self, at: Option<SystemTime>) {
+        let secs = at
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs().max(1));
+        self.certificate_expiry.store(secs, Ordering::Relaxed);
     }
 
     pub(crate) fn bump(counter: &AtomicU64) {
@@ -72,6 +85,10 @@ impl Stats {
             records_to_client: get(&self.records_to_client),
             bytes_to_server: get(&self.bytes_to_server),
             bytes_to_client: get(&self.bytes_to_client),
+            certificate_expiry: match get(&self.certificate_expiry) {
+                0 => None,
+                secs => Some(UNIX_EPOCH + Duration::from_secs(secs)),
+            },
         }
     }
 }

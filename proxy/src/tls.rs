@@ -46,6 +46,13 @@ impl std::fmt::Debug for ClientIdentity {
 }
 
 impl ClientIdentity {
+    /// When the leaf certificate expires, if it can be read.
+    pub fn not_after(&self) -> Option<std::time::SystemTime> {
+        let (_, cert) = x509_parser::parse_x509_certificate(self.chain.first()?).ok()?;
+        let secs = u64::try_from(cert.validity().not_after.timestamp()).ok()?;
+        Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+    }
+
     /// Loads a certificate chain and a private key from PEM files.
     pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Self, TlsSetupError> {
         let chain = load_certificates(cert)?;

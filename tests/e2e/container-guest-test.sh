@@ -11,8 +11,12 @@
 # health command, sends SIGTERM to the entrypoint and checks the clean stop: exit 0, nothing
 # mounted, no proxy or WebDAV process left. Prints KVMNFS-PASS or KVMNFS-FAIL.
 #
+# First, a failing start (unreachable target): the entrypoint must name the layer and the fix,
+# exit 1 and leave no process or mount behind (failcase=0 skips it).
+#
 # Kernel command line (-> environment): nfsport (the fake mount target's host port),
-# servername (its TLS name), donetimeout (seconds to wait for the host, default 600).
+# servername (its TLS name), donetimeout (seconds to wait for the host, default 600),
+# failcase (1 = run the failing start first, default).
 set -u
 PORT=${nfsport:-}
 NAME=${servername:-}
@@ -33,6 +37,28 @@ for f in /usr/local/bin/efs-proxy /usr/local/bin/efs-webdav /usr/local/bin/entry
   [ -e "$f" ] || fail "missing $f in the initramfs (GUEST_EXTRA_FILES)"
 done
 
+# 1. A failing start: nothing listens on the target port (host port 1 through slirp). The
+#    entrypoint must give up within MOUNT_TIMEOUT, name the failing layer and its fix, exit 1
+#    and leave nothing behind.
+if [ "${failcase:-1}" = 1 ]; then
+  echo "KVMNFS: failing start (unreachable target) at $(up)s"
+  EFS_PROXY_ARGS="--target 10.0.2.2:1 --server-name $NAME --ca-file /pki/ca.pem --cert /pki/client.pem --key /pki/client.key" \
+    MOUNT_POINT=$MNT STATE_DIR=/run/s3files-fail MOUNT_TIMEOUT=15 WEBDAV_LISTEN=0.0.0.0:8080 \
+    /usr/local/bin/entrypoint.sh >/tmp/entrypoint-fail.log 2>&1
+  rc=$?
+  { grep -m 1 'layer=' /tmp/entrypoint-fail.log; grep '^entrypoint' /tmp/entrypoint-fail.log; } |
+    cut -c 1-220 | sed 's/^/  fail-case: /'
+  [ "$rc" = 1 ] || fail "entrypoint.sh with an unreachable target exited $rc (expected 1)"
+  grep -q '^entrypoint: fix: TCP 2049' /tmp/entrypoint-fail.log ||
+    fail "entrypoint.sh did not diagnose the unreachable target (no 'fix: TCP 2049' line)"
+  ! grep -q " $MNT " /proc/mounts || fail "$MNT mounted after a failed start"
+  for p in efs-proxy efs-webdav; do
+    ! pidof "$p" >/dev/null || fail "$p left running after a failed start"
+  done
+  echo "KVMNFS: failing start diagnosed and cleaned up at $(up)s"
+fi
+
+# 2. The real start.
 export EFS_PROXY_ARGS="--target 10.0.2.2:$PORT --server-name $NAME --ca-file /pki/ca.pem --cert /pki/client.pem --key /pki/client.key"
 export WEBDAV_LISTEN=0.0.0.0:8080 MOUNT_POINT=$MNT STATE_DIR=/run/s3files MOUNT_TIMEOUT=60 READY_TIMEOUT=60
 echo "KVMNFS: starting entrypoint.sh at $(up)s"
@@ -82,7 +108,7 @@ while kill -0 "$ep" 2>/dev/null; do
 done
 wait "$ep"
 rc=$?
-sleep 0.3 # let tail show the entrypoint's last lines
+sleep 1.2 # busybox tail -f polls once a second: let it show the last lines
 kill "$tailer" 2>/dev/null
 [ "$rc" = 0 ] || fail "entrypoint.sh exited with $rc after SIGTERM (expected 0)"
 ! grep -q " $MNT " /proc/mounts || fail "$MNT still mounted after SIGTERM"

@@ -11,8 +11,10 @@
 # From the host: litmus basic and copymove against the guest's WebDAV; a 16 MiB upload the
 # way Finder sends it (chunked, X-Expected-Entity-Length) read back over WebDAV and found
 # with the same sha256 in ganesha's export directory; Finder's ._* and .DS_Store files
-# answered by WebDAV but absent from the export. The guest then checks the file through its
-# mount, the health command and a clean SIGTERM (tests/e2e/container-guest-test.sh).
+# answered by WebDAV but absent from the export. The guest first checks a failing start
+# (unreachable target: the entrypoint names the layer and the fix, exits 1, leaves nothing
+# behind), and at the end the file through its mount, the health command and a clean SIGTERM
+# (tests/e2e/container-guest-test.sh).
 #
 #   tests/e2e/container-guest.sh     (root; tests/harness/install-deps.sh once; release build:
 #                                     cargo build --release -p efs-proxy -p efs-webdav -p efs-proxy-tests)
@@ -157,7 +159,7 @@ grep -E 'KVMNFS|run-guest' "$TMP/guest.log" | grep -v 'KVMNFS: ' || true
 [ "$rc" = 0 ] || die "the guest side failed (run-guest.sh exit $rc; console $TMP/guest.log)" "$rc"
 
 step "what the entrypoint said in the guest"
-grep -E 'entrypoint: |KVMNFS: (container ready|SIGTERM|stopped)' "$TMP/guest.log" | sed 's/^/  /' || true
+grep -E 'entrypoint: |fail-case: |KVMNFS: (failing start|container ready|SIGTERM|stopped)' "$TMP/guest.log" | sed 's/^/  /' || true
 
 step "what the mount target saw"
 grep -q 'client_cert_bytes=[1-9]' "$TMP/target.log" || die "mount target saw no client certificate"

@@ -3,18 +3,15 @@
 //! start, and keep it fresh.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use efs_proxy::TlsSettings;
-use efs_proxy::iam::refresh::{self, Rebuild, RefreshPolicy};
+use efs_proxy::IamAuth;
+use efs_proxy::iam::refresh::RefreshPolicy;
 use efs_proxy::iam::{
-    CertificateSpec, ClientInfo, ClientKey, CredentialSource, Issued, Issuer, Service, key, names,
+    CertificateSpec, ClientInfo, ClientKey, CredentialSource, Service, key, names,
 };
-use efs_proxy::tls::{self, TlsConfigHandle};
-use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 /// `--service`.
@@ -170,15 +167,9 @@ impl IamRunArgs {
 pub struct RunPlan {
     pub target: String,
     pub server_name: String,
-    /// The certificate made at start, and how to renew it; `None` with `--cert` or without
+    /// The certificate the proxy makes and keeps fresh; `None` with `--cert` or without
     /// `--fs-id`.
-    pub iam: Option<IamSetup>,
-}
-
-pub struct IamSetup {
-    pub issuer: Arc<Issuer>,
-    pub first: Issued,
-    pub policy: RefreshPolicy,
+    pub iam: Option<IamAuth>,
 }
 
 /// Resolves `run`'s target, server name and certificate source.
@@ -247,31 +238,23 @@ pub async fn plan(
     if let Some(secs) = iam.cert_lifetime {
         spec.lifetime = Duration::from_secs(secs);
     }
-    let key = load_key(key).await?;
-    let credentials = (!iam.no_iam).then(|| {
-        CredentialSource::new(
+    let mut auth = IamAuth::new(fs_id.clone(), region.clone(), service)
+        .spec(spec)
+        .key(load_key(key).await?)
+        .refresh_policy(iam.policy());
+    auth = if iam.no_iam {
+        auth.unsigned()
+    } else {
+        auth.credentials(CredentialSource::new(
             region,
             iam.fields.profile.as_deref(),
             iam.fields.credentials_timeout(),
-        )
-    });
-    let issuer = Issuer::new(spec, key, credentials);
-    let first = issuer
-        .issue()
-        .await
-        .context("cannot make the client certificate")?;
-    info!(
-        "client certificate for {fs_id} ({service}, {region}): {}",
-        refresh::describe(&first)
-    );
+        ))
+    };
     Ok(RunPlan {
         target,
         server_name,
-        iam: Some(IamSetup {
-            issuer: Arc::new(issuer),
-            first,
-            policy: iam.policy(),
-        }),
+        iam: Some(auth),
     })
 }
 
@@ -304,25 +287,4 @@ pub async fn load_key(path: Option<&Path>) -> anyhow::Result<ClientKey> {
             Ok(key)
         }
     }
-}
-
-/// Starts the refresh task: new certificates replace the proxy's TLS configuration.
-pub fn spawn_refresh(
-    setup: IamSetup,
-    handle: TlsConfigHandle,
-    settings: &TlsSettings,
-    shutdown: CancellationToken,
-) {
-    let trust = settings.trust.clone();
-    let verify_hostname = settings.verify_hostname;
-    let rebuild: Rebuild =
-        Arc::new(move |identity| tls::client_config(&trust, verify_hostname, Some(identity)));
-    refresh::spawn(
-        setup.issuer,
-        setup.first,
-        setup.policy,
-        handle,
-        rebuild,
-        shutdown,
-    );
 }

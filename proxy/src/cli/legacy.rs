@@ -10,10 +10,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use efs_proxy::Trust;
+use efs_proxy::config::{ProxyConfig, TlsSettings};
+use efs_proxy::connect::host_of;
 use efs_proxy::dropin::{self, DropInConfig, LogDestination};
 use efs_proxy::logfile::RotatingFile;
+use efs_proxy::proxy::Proxy;
+use efs_proxy::tls::ClientIdentity;
 use efs_proxy::tls::{self, TlsConfigHandle};
-use efs_proxy::{ClientIdentity, Proxy, ProxyConfig, TlsSettings, Trust};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -125,12 +129,6 @@ fn tls_settings(path: &Path, config: &DropInConfig) -> anyhow::Result<TlsSetting
     })
 }
 
-/// The host part of `host:port` (or `[v6]:port`).
-fn host_of(connect: &str) -> &str {
-    let host = connect.rsplit_once(':').map_or(connect, |(h, _)| h);
-    host.trim_start_matches('[').trim_end_matches(']')
-}
-
 /// Re-reads certificate, key and CA from the config file's paths on SIGHUP.
 struct ReloadSource {
     path: PathBuf,
@@ -221,19 +219,4 @@ fn init_logging(config: &DropInConfig) -> anyhow::Result<()> {
         .with(main)
         .init();
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::host_of;
-
-    #[test]
-    fn host_of_strips_the_port() {
-        assert_eq!(
-            host_of("fs-1.efs.us-east-1.amazonaws.com:2049"),
-            "fs-1.efs.us-east-1.amazonaws.com"
-        );
-        assert_eq!(host_of("[::1]:2049"), "::1");
-        assert_eq!(host_of("10.0.0.1:2049"), "10.0.0.1");
-    }
 }

@@ -5,10 +5,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Args;
-use efs_proxy::{ClientIdentity, Proxy, ProxyConfig, TlsSettings, Trust};
-use tokio_util::sync::CancellationToken;
+use efs_proxy::config::Keepalive;
+use efs_proxy::{Auth, ProxyBuilder, Trust};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -76,42 +75,29 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         args.key.as_deref(),
     )
     .await?;
-    let identity = match (&plan.iam, &args.cert, &args.key) {
-        (Some(iam), _, _) => Some(iam.first.identity.clone()),
-        (None, Some(cert), Some(key)) => Some(ClientIdentity::from_pem_files(cert, key)?),
-        _ => None,
+    let auth = match (plan.iam, args.cert, args.key) {
+        (Some(iam), _, _) => Auth::Iam(iam),
+        (None, Some(cert), Some(key)) => Auth::CertificateFiles { cert, key },
+        _ => Auth::None,
     };
-    let mut config = ProxyConfig::new(plan.target);
-    config.listen = args.listen;
-    config.connect_timeout = Duration::from_secs(args.connect_timeout);
-    config.bind_timeout = Duration::from_secs(args.bind_timeout);
-    config.max_record_size = args.max_record_size;
-    config.server_timeout =
-        (args.server_timeout > 0).then(|| Duration::from_secs(args.server_timeout));
-    config.keepalive = (args.keepalive > 0).then(|| efs_proxy::config::Keepalive {
-        idle: Duration::from_secs(args.keepalive),
-        ..Default::default()
-    });
-    config.scale_up = !args.no_scale_up;
-    config.tls = Some(TlsSettings {
-        server_name: plan.server_name,
-        trust,
-        verify_hostname: true,
-        identity,
-    });
-
-    let tls_settings = config.tls.clone();
-    let proxy = Proxy::bind(config).await?;
-    let addr = proxy.local_addr().context("reading the listen address")?;
-    announce(addr)?;
-
-    let shutdown = CancellationToken::new();
-    if let (Some(iam), Some(handle), Some(settings)) = (plan.iam, proxy.tls_handle(), &tls_settings)
-    {
-        super::iam::spawn_refresh(iam, handle, settings, shutdown.clone());
-    }
-    tokio::spawn(stop_on_signal(shutdown.clone()));
-    proxy.run(shutdown, Duration::from_secs(5)).await;
+    let builder = ProxyBuilder::new(plan.target)
+        .server_name(plan.server_name)
+        .listen(args.listen)
+        .trust(trust)
+        .auth(auth)
+        .connect_timeout(Duration::from_secs(args.connect_timeout))
+        .bind_timeout(Duration::from_secs(args.bind_timeout))
+        .max_record_size(args.max_record_size)
+        .server_timeout((args.server_timeout > 0).then(|| Duration::from_secs(args.server_timeout)))
+        .keepalive((args.keepalive > 0).then(|| Keepalive {
+            idle: Duration::from_secs(args.keepalive),
+            ..Default::default()
+        }))
+        .scale_up(!args.no_scale_up);
+    let proxy = builder.start().await?;
+    announce(proxy.local_addr())?;
+    wait_for_signal().await;
+    proxy.shutdown().await;
     Ok(())
 }
 
@@ -123,18 +109,18 @@ fn announce(addr: SocketAddr) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn stop_on_signal(shutdown: CancellationToken) {
+/// Returns on SIGTERM or SIGINT.
+async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
     ) else {
         tracing::error!("cannot install signal handlers; stop the proxy with SIGKILL");
-        return;
+        return std::future::pending().await;
     };
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
     }
-    shutdown.cancel();
 }

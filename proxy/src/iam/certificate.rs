@@ -7,7 +7,7 @@
 //! |---|---|
 //! | 2.5.29.14 subjectKeyIdentifier | OCTET STRING, SHA-1 of the subjectPublicKey |
 //! | 1.3.6.1.4.1.4843.7.1 | UTF8String access point id (only with an access point) |
-//! | 1.3.6.1.4.1.4843.7.2 | SEQUENCE { UTF8String access key id, OCTET STRING signature as 64 ASCII hex characters, UTCTime signing time, [0] EXPLICIT UTF8String session token OPTIONAL } (only with IAM) |
+//! | 1.3.6.1.4.1.4843.7.2 | SEQUENCE { UTF8String access key id, OCTET STRING signature as 64 ASCII hex characters, UTCTime signing time, \[0\] EXPLICIT UTF8String session token OPTIONAL } (only with IAM) |
 //! | 1.3.6.1.4.1.4843.7.3 | UTF8String file system id |
 //! | 1.3.6.1.4.1.4843.7.4 | SEQUENCE { UTF8String source, UTF8String efs-utils version } |
 //!

@@ -24,6 +24,7 @@ use tracing::{error, info, warn};
 
 use super::issuer::{Issued, Issuer};
 use super::signing_time::SigningTime;
+use crate::stats::Stats;
 use crate::tls::{ClientIdentity, TlsConfigHandle, TlsSetupError};
 
 /// When to refresh and how to retry.
@@ -144,9 +145,12 @@ pub fn spawn(
     policy: RefreshPolicy,
     handle: TlsConfigHandle,
     rebuild: Rebuild,
+    stats: Arc<Stats>,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
-    tokio::spawn(run(issuer, current, policy, handle, rebuild, shutdown))
+    tokio::spawn(run(
+        issuer, current, policy, handle, rebuild, stats, shutdown,
+    ))
 }
 
 async fn run(
@@ -155,6 +159,7 @@ async fn run(
     policy: RefreshPolicy,
     handle: TlsConfigHandle,
     rebuild: Rebuild,
+    stats: Arc<Stats>,
     shutdown: CancellationToken,
 ) {
     let not_after = |i: &Issued| i.certificate.not_after.system_time();
@@ -184,6 +189,7 @@ async fn run(
         match outcome {
             Ok(issued) => {
                 failures = 0;
+                stats.set_certificate_expiry(Some(not_after(&issued)));
                 let (at, why) =
                     next_refresh(now, not_after(&issued), issued.credentials_expiry, &policy);
                 info!(

@@ -1,0 +1,386 @@
+//! The library's front door: configure a proxy with [`ProxyBuilder`], start it, and hold a
+//! [`ProxyHandle`] for its address, live statistics and shutdown.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), efs_proxy::StartError> {
+//! use efs_proxy::{Auth, IamAuth, ProxyBuilder, Service, Trust};
+//!
+//! // S3 Files behind an NLB; the proxy makes and refreshes its own IAM certificate from the
+//! // standard AWS credential chain.
+//! let proxy = ProxyBuilder::new("my-nlb-0123.elb.us-east-1.amazonaws.com:2049")
+//!     .server_name("fs-0123456789abcdef0.s3files.us-east-1.on.aws")
+//!     .trust(Trust::CaFile("efs-utils.crt".into()))
+//!     .auth(Auth::Iam(IamAuth::new("fs-0123456789abcdef0", "us-east-1", Service::S3Files)))
+//!     .start()
+//!     .await?;
+//! println!("mount -t nfs4 -o nfsvers=4.2,port={} 127.0.0.1:/ /mnt", proxy.local_addr().port());
+//! proxy.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Logging goes through [`tracing`]: install any subscriber (or none) in the embedding
+//! program; events carry the layer (`dns`, `tcp`, `tls`, `bind`) and never a secret.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ProxyConfig, TlsSettings};
+use crate::connect::host_of;
+use crate::error::StartError;
+use crate::iam::refresh::{self, Rebuild, RefreshPolicy};
+use crate::iam::{CertificateSpec, ClientKey, CredentialSource, Issuer, Service, key};
+use crate::proxy::Proxy;
+use crate::stats::{Stats, StatsSnapshot};
+use crate::tls::{self, ClientIdentity, Trust};
+
+/// How the proxy proves who it is to the mount target.
+// Built once per proxy: boxing the IAM variant would only make the API clumsier.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Default)]
+pub enum Auth {
+    /// No client certificate (a server that does not ask for one, e.g. in tests).
+    #[default]
+    None,
+    /// A certificate and private key from PEM files (efs-utils' files, or `efs-proxy cert`).
+    /// Loaded once at start.
+    CertificateFiles { cert: PathBuf, key: PathBuf },
+    /// The proxy makes its own certificate with the IAM signature and keeps it fresh.
+    Iam(IamAuth),
+}
+
+/// The IAM certificate the proxy makes: for which file system, with which key and
+/// credentials, and when to renew it.
+#[derive(Debug)]
+pub struct IamAuth {
+    spec: CertificateSpec,
+    key: Option<ClientKey>,
+    credentials: Credentials,
+    refresh: RefreshPolicy,
+}
+
+#[derive(Debug)]
+enum Credentials {
+    /// The standard AWS chain for the file system's region, built at start.
+    DefaultChain {
+        profile: Option<String>,
+    },
+    Source(CredentialSource),
+    /// A certificate without the SigV4 signature (efs-utils' TLS mounts without `iam`).
+    Unsigned,
+}
+
+impl IamAuth {
+    /// A certificate for `fs_id` in `region`, signed with credentials from the standard AWS
+    /// chain (environment, `~/.aws` profiles, SSO, container and web identity credentials,
+    /// IMDSv2), with a fresh RSA-3072 key held in memory.
+    pub fn new(fs_id: impl Into<String>, region: impl Into<String>, service: Service) -> Self {
+        IamAuth {
+            spec: CertificateSpec::new(fs_id, region, service),
+            key: None,
+            credentials: Credentials::DefaultChain { profile: None },
+            refresh: RefreshPolicy::default(),
+        }
+    }
+
+    /// Uses only this profile of the shared AWS config files.
+    pub fn profile(mut self, profile: impl Into<String>) -> Self {
+        self.credentials = Credentials::DefaultChain {
+            profile: Some(profile.into()),
+        };
+        self
+    }
+
+    /// Uses these credential providers instead of the default chain.
+    pub fn credentials(mut self, source: CredentialSource) -> Self {
+        self.credentials = Credentials::Source(source);
+        self
+    }
+
+    /// Makes certificates without the IAM signature (no credentials needed).
+    pub fn unsigned(mut self) -> Self {
+        self.credentials = Credentials::Unsigned;
+        self
+    }
+
+    /// Signs with this key (e.g. efs-utils' `/etc/amazon/efs/privateKey.pem`, loaded with
+    /// [`ClientKey::load`]).
+    pub fn key(mut self, key: ClientKey) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    /// Puts an access point id in the certificate.
+    pub fn access_point(mut self, id: impl Into<String>) -> Self {
+        self.spec.access_point = Some(id.into());
+        self
+    }
+
+    /// Replaces the whole certificate description (common name, client info, lifetime).
+    pub fn spec(mut self, spec: CertificateSpec) -> Self {
+        self.spec = spec;
+        self
+    }
+
+    /// When to renew the certificate and how to retry.
+    pub fn refresh_policy(mut self, policy: RefreshPolicy) -> Self {
+        self.refresh = policy;
+        self
+    }
+}
+
+/// Configures and starts a proxy.
+#[derive(Debug)]
+pub struct ProxyBuilder {
+    config: ProxyConfig,
+    server_name: Option<String>,
+    trust: Trust,
+    verify_hostname: bool,
+    plaintext: bool,
+    auth: Auth,
+    listener: Option<TcpListener>,
+    drain: Duration,
+}
+
+impl ProxyBuilder {
+    /// A proxy to `target` (`host:port` of the mount target or an NLB in front of it),
+    /// listening on 127.0.0.1:20049, verifying the server against the system trust store.
+    pub fn new(target: impl Into<String>) -> Self {
+        ProxyBuilder {
+            config: ProxyConfig::new(target),
+            server_name: None,
+            trust: Trust::SystemRoots,
+            verify_hostname: true,
+            plaintext: false,
+            auth: Auth::None,
+            listener: None,
+            drain: Duration::from_secs(5),
+        }
+    }
+
+    /// The name for SNI and certificate verification: the mount target's DNS name, even when
+    /// the target is an NLB. Defaults to the target's host.
+    pub fn server_name(mut self, name: impl Into<String>) -> Self {
+        self.server_name = Some(name.into());
+        self
+    }
+
+    /// Where NFS clients connect (port 0 picks a free port).
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.config.listen = addr;
+        self
+    }
+
+    /// Serves on an already-bound listener (its address wins over [`listen`](Self::listen)).
+    pub fn listener(mut self, listener: TcpListener) -> Self {
+        self.listener = Some(listener);
+        self
+    }
+
+    /// Which server certificates to trust.
+    pub fn trust(mut self, trust: Trust) -> Self {
+        self.trust = trust;
+        self
+    }
+
+    /// Verifies the chain but accepts any name on the server certificate (efs-utils'
+    /// empty `checkHost`).
+    pub fn skip_hostname_verification(mut self) -> Self {
+        self.verify_hostname = false;
+        self
+    }
+
+    /// Plain TCP to the target, no TLS (efs-utils' non-TLS EFS mounts).
+    pub fn plaintext(mut self) -> Self {
+        self.plaintext = true;
+        self
+    }
+
+    /// How the proxy authenticates (default: no client certificate).
+    pub fn auth(mut self, auth: Auth) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// Limit of each TCP connect attempt and of the TLS handshake (default 10 s).
+    pub fn connect_timeout(mut self, limit: Duration) -> Self {
+        self.config.connect_timeout = limit;
+        self
+    }
+
+    /// Limit of the `bind_client_to_partition` exchange (default 10 s).
+    pub fn bind_timeout(mut self, limit: Duration) -> Self {
+        self.config.bind_timeout = limit;
+        self
+    }
+
+    /// Close a client connection whose calls get no answer this long (default 60 s; `None`:
+    /// never).
+    pub fn server_timeout(mut self, limit: Option<Duration>) -> Self {
+        self.config.server_timeout = limit;
+        self
+    }
+
+    /// Largest RPC record accepted either way (default 1 MiB + 4 KiB).
+    pub fn max_record_size(mut self, bytes: usize) -> Self {
+        self.config.max_record_size = bytes;
+        self
+    }
+
+    /// TCP keepalive of server sockets (default on: 30 s idle, 3 probes 10 s apart, 60 s
+    /// `TCP_USER_TIMEOUT`; `None`: the kernel's defaults).
+    pub fn keepalive(mut self, keepalive: Option<crate::config::Keepalive>) -> Self {
+        self.config.keepalive = keepalive;
+        self
+    }
+
+    /// Opens more connections per client when the server allows it (default on).
+    pub fn scale_up(mut self, enabled: bool) -> Self {
+        self.config.scale_up = enabled;
+        self
+    }
+
+    /// How long [`ProxyHandle::shutdown`] waits for open connections to close (default 5 s).
+    pub fn drain_timeout(mut self, limit: Duration) -> Self {
+        self.drain = limit;
+        self
+    }
+
+    /// Makes the client certificate (for IAM: fetches credentials and signs), binds the
+    /// listener and starts serving in the current Tokio runtime.
+    pub async fn start(self) -> Result<ProxyHandle, StartError> {
+        let ProxyBuilder {
+            mut config,
+            server_name,
+            trust,
+            verify_hostname,
+            plaintext,
+            auth,
+            listener,
+            drain,
+        } = self;
+        let mut iam = None;
+        let identity = match auth {
+            Auth::None => None,
+            Auth::CertificateFiles { cert, key } => {
+                Some(ClientIdentity::from_pem_files(&cert, &key)?)
+            }
+            Auth::Iam(auth) => {
+                let key = match auth.key {
+                    Some(key) => key,
+                    None => key::generate_rsa_blocking().await.map_err(iam_error)?.0,
+                };
+                let credentials = match auth.credentials {
+                    Credentials::DefaultChain { profile } => Some(CredentialSource::new(
+                        &auth.spec.region,
+                        profile.as_deref(),
+                        Duration::from_secs(5),
+                    )),
+                    Credentials::Source(source) => Some(source),
+                    Credentials::Unsigned => None,
+                };
+                let issuer = Issuer::new(auth.spec, key, credentials);
+                let first = issuer.issue().await.map_err(iam_error)?;
+                tracing::info!(
+                    "client certificate for {} ({}, {}): {}",
+                    issuer.spec().fs_id,
+                    issuer.spec().service,
+                    issuer.spec().region,
+                    refresh::describe(&first)
+                );
+                let identity = first.identity.clone();
+                iam = Some((Arc::new(issuer), first, auth.refresh));
+                Some(identity)
+            }
+        };
+        let name = server_name.unwrap_or_else(|| host_of(&config.target).to_string());
+        let settings = TlsSettings {
+            server_name: name,
+            trust,
+            verify_hostname,
+            identity,
+        };
+        config.tls = (!plaintext).then(|| settings.clone());
+        let proxy = match listener {
+            Some(listener) => Proxy::from_listener(listener, config)?,
+            None => Proxy::bind(config).await?,
+        };
+        let addr = proxy.local_addr().map_err(|source| StartError::Listen {
+            addr: "0.0.0.0:0".parse().expect("literal address"),
+            source,
+        })?;
+        let stats = proxy.stats();
+        let shutdown = CancellationToken::new();
+
+        match (&iam, &settings.identity) {
+            (Some((_, first, _)), _) => {
+                stats.set_certificate_expiry(Some(first.certificate.not_after.system_time()))
+            }
+            (None, Some(identity)) => stats.set_certificate_expiry(identity.not_after()),
+            (None, None) => {}
+        }
+        if let (Some((issuer, first, policy)), Some(handle)) = (iam, proxy.tls_handle()) {
+            let trust = settings.trust.clone();
+            let rebuild: Rebuild =
+                Arc::new(move |id| tls::client_config(&trust, verify_hostname, Some(id)));
+            refresh::spawn(
+                issuer,
+                first,
+                policy,
+                handle,
+                rebuild,
+                stats.clone(),
+                shutdown.clone(),
+            );
+        }
+        let task = tokio::spawn(proxy.run(shutdown.clone(), drain));
+        Ok(ProxyHandle {
+            addr,
+            stats,
+            shutdown,
+            task,
+        })
+    }
+}
+
+fn iam_error(e: impl Into<crate::iam::IamError>) -> StartError {
+    StartError::Iam(e.into())
+}
+
+/// A running proxy.
+#[derive(Debug)]
+pub struct ProxyHandle {
+    addr: SocketAddr,
+    stats: Arc<Stats>,
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl ProxyHandle {
+    /// The address NFS clients connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Live statistics: connections, bytes, records, binds, reconnects, certificate expiry.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    /// When the client certificate in use expires (`None` without one).
+    pub fn certificate_expiry(&self) -> Option<SystemTime> {
+        self.stats.snapshot().certificate_expiry
+    }
+
+    /// Stops accepting, closes every connection (waiting up to the drain timeout) and stops
+    /// the certificate refresh.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+    }
+}
