@@ -317,7 +317,7 @@ where
         }
         let mut index = 0;
         while index < self.legs.len() {
-            if self.legs[index].writer.queued() > 0
+            if self.legs[index].writer.needs_flush()
                 && let Poll::Ready(Err(e)) = self.legs[index].writer.poll_flush(cx)
             {
                 if let Some(end) = self.leg_failed(index, ForwardEnd::ServerError(e.into())) {
@@ -365,7 +365,7 @@ where
             cx.waker().wake_by_ref();
         }
         self.next_reader = self.next_reader.wrapping_add(1);
-        if self.client_writer.queued() > 0
+        if self.client_writer.needs_flush()
             && let Poll::Ready(Err(e)) = self.client_writer.poll_flush(cx)
         {
             return Some(ForwardEnd::ClientError(e.into()));

@@ -60,7 +60,7 @@ fn main() -> ExitCode {
         (None, None) => unreachable!("clap requires a subcommand or CONFIG"),
     };
     init_logging(&cli.log_level);
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match cli::runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -23,6 +23,10 @@ pub struct RecordWriter<W> {
     queue: VecDeque<Bytes>,
     queued: usize,
     limit: usize,
+    /// Bytes were handed to `io` since its last flush. A TLS stream accepts plaintext it
+    /// cannot send yet (the socket is full) and holds it until flushed, so an empty queue
+    /// does not mean everything left.
+    unflushed: bool,
 }
 
 impl<W: AsyncWrite + Unpin> RecordWriter<W> {
@@ -33,12 +37,19 @@ impl<W: AsyncWrite + Unpin> RecordWriter<W> {
             queue: VecDeque::new(),
             queued: 0,
             limit,
+            unflushed: false,
         }
     }
 
     /// Bytes waiting to be written.
     pub fn queued(&self) -> usize {
         self.queued
+    }
+
+    /// True while queued records or bytes buffered inside the stream remain to be sent:
+    /// call [`poll_flush`](Self::poll_flush) until it is false.
+    pub fn needs_flush(&self) -> bool {
+        self.queued > 0 || self.unflushed
     }
 
     /// Ready when another record may be queued; writes out queued records to make room.
@@ -61,7 +72,9 @@ impl<W: AsyncWrite + Unpin> RecordWriter<W> {
         while !self.queue.is_empty() {
             ready!(self.poll_write_some(cx))?;
         }
-        Pin::new(&mut self.io).poll_flush(cx)
+        ready!(Pin::new(&mut self.io).poll_flush(cx))?;
+        self.unflushed = false;
+        Poll::Ready(Ok(()))
     }
 
     /// Shuts the stream down (TLS close_notify, then FIN) after flushing.
@@ -81,6 +94,7 @@ impl<W: AsyncWrite + Unpin> RecordWriter<W> {
         if written == 0 {
             return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
         }
+        self.unflushed = true;
         self.consume(written);
         Poll::Ready(Ok(()))
     }
@@ -107,6 +121,52 @@ mod tests {
     use super::*;
     use std::future::poll_fn;
     use tokio::io::AsyncReadExt;
+
+    /// A stream that accepts bytes but sends them only when flushed, as a TLS stream does when
+    /// its socket is full.
+    #[derive(Default)]
+    struct HoldsUntilFlush {
+        held: Vec<u8>,
+        sent: Vec<u8>,
+    }
+
+    impl AsyncWrite for HoldsUntilFlush {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.held.extend_from_slice(buf);
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            let held = std::mem::take(&mut self.held);
+            self.sent.extend(held);
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.poll_flush(cx)
+        }
+    }
+
+    #[tokio::test]
+    async fn bytes_held_by_the_stream_still_need_a_flush_after_the_queue_drains() {
+        let mut writer = RecordWriter::new(HoldsUntilFlush::default(), 4);
+        writer.push(Bytes::from_static(b"record-1"));
+        // Back-pressure writes the queue out to make room: the queue is empty, but the
+        // stream holds the bytes.
+        poll_fn(|cx| writer.poll_ready(cx)).await.unwrap();
+        assert_eq!(writer.queued(), 0);
+        assert!(
+            writer.needs_flush(),
+            "an empty queue is not a flushed stream"
+        );
+        poll_fn(|cx| writer.poll_flush(cx)).await.unwrap();
+        assert!(!writer.needs_flush());
+        assert_eq!(writer.io.sent, b"record-1");
+    }
 
     #[tokio::test]
     async fn writes_queued_records_in_order_through_a_small_pipe() {

@@ -89,32 +89,59 @@ tport=${target##*:}
 echo "mount target on $target; the guest dials 10.0.2.2:$tport"
 
 step "guest: Linux 6.1 in QEMU running container/entrypoint.sh (efs-proxy + NFSv4.2 mount + efs-webdav)"
-hport=$(free_port)
-url=http://127.0.0.1:$hport
-NFS_PORT=$tport EXPORT_DIR=$GDIR/export \
-  KVMNFS_GUEST_TEST=$ROOT/tests/e2e/container-guest-test.sh \
-  KVMNFS_HOSTFWD="hostfwd=tcp:127.0.0.1:$hport-:8080" \
-  KVMNFS_APPEND="servername=$SERVER_NAME donetimeout=600" \
-  KVMNFS_MEM=${KVMNFS_MEM:-1024M} KVMNFS_TIMEOUT=${KVMNFS_TIMEOUT:-900} \
-  SERIAL_LOG=$TMP/serial-live.log \
-  GUEST_EXTRA_FILES="$BIN_DIR/efs-proxy:/usr/local/bin/efs-proxy $BIN_DIR/efs-webdav:/usr/local/bin/efs-webdav $ROOT/container/entrypoint.sh:/usr/local/bin/entrypoint.sh $TMP/pki:/pki" \
-  "$HARNESS_DIR/run-guest.sh" >"$TMP/guest.log" 2>&1 &
-guest_pid=$!
-echo "console: $TMP/guest.log; WebDAV forwarded to $url"
+# host_port: a port below the kernel's ephemeral range (32768-) with no socket on it at all,
+# so QEMU can bind the forward (lib.sh's free_port only avoids listeners).
+host_port() {
+  local p i
+  for i in $(seq 1 200); do
+    p=$((20000 + (RANDOM + i) % 12000))
+    [ -n "$(ss -Htan "sport = :$p" 2>/dev/null)" ] || { echo "$p"; return 0; }
+  done
+  die "no free TCP port found in 20000-31999"
+}
+
+# start_guest: boots the guest with WebDAV forwarded to a new host port ($hport, $url).
+start_guest() {
+  hport=$(host_port)
+  url=http://127.0.0.1:$hport
+  NFS_PORT=$tport EXPORT_DIR=$GDIR/export \
+    KVMNFS_GUEST_TEST=$ROOT/tests/e2e/container-guest-test.sh \
+    KVMNFS_HOSTFWD="hostfwd=tcp:127.0.0.1:$hport-:8080" \
+    KVMNFS_APPEND="servername=$SERVER_NAME donetimeout=600" \
+    KVMNFS_MEM=${KVMNFS_MEM:-1024M} KVMNFS_TIMEOUT=${KVMNFS_TIMEOUT:-900} \
+    SERIAL_LOG=$TMP/serial-live.log \
+    GUEST_EXTRA_FILES="$BIN_DIR/efs-proxy:/usr/local/bin/efs-proxy $BIN_DIR/efs-webdav:/usr/local/bin/efs-webdav $ROOT/container/entrypoint.sh:/usr/local/bin/entrypoint.sh $TMP/pki:/pki" \
+    "$HARNESS_DIR/run-guest.sh" >"$TMP/guest.log" 2>&1 &
+  guest_pid=$!
+  echo "console: $TMP/guest.log; WebDAV forwarded to $url"
+}
 
 # Wait for WebDAV through the forward (slirp accepts at once and resets until the guest
-# listens, so poll with real requests).
-deadline=$((SECONDS + 300))
-until [ "$(curl -s -o /dev/null -w '%{http_code}' -X OPTIONS "$url/" 2>/dev/null)" = 200 ]; do
-  kill -0 "$guest_pid" 2>/dev/null || { tail -n 30 "$TMP/guest.log" >&2; die "the guest stopped before WebDAV answered"; }
-  [ "$SECONDS" -lt "$deadline" ] || die "WebDAV did not answer on $url within 300 s (see $TMP/guest.log)"
-  sleep 1
+# listens, so poll with real requests). A forward port taken meanwhile: boot again.
+for attempt in 1 2 3; do
+  start_guest
+  deadline=$((SECONDS + 300))
+  until [ "$(curl -s -m 5 -o /dev/null -w '%{http_code}' -X OPTIONS "$url/" 2>/dev/null)" = 200 ]; do
+    if ! kill -0 "$guest_pid" 2>/dev/null; then
+      wait "$guest_pid" || true
+      guest_pid=''
+      if grep -q 'Could not set up host forwarding rule' "$TMP/guest.log" && [ "$attempt" -lt 3 ]; then
+        log "host port $hport was taken before QEMU bound it; booting again with another"
+        continue 2
+      fi
+      tail -n 30 "$TMP/guest.log" >&2
+      die "the guest stopped before WebDAV answered"
+    fi
+    [ "$SECONDS" -lt "$deadline" ] || die "WebDAV did not answer on $url within 300 s (see $TMP/guest.log)"
+    sleep 1
+  done
+  break
 done
 grep -E 'entrypoint: (mount|mounted|WebDAV|efs-proxy listening)' "$TMP/guest.log" | sed 's/^/  /' || true
 echo "WebDAV answers on $url ($(elapsed "$t0") s)"
 
 step "litmus basic + copymove against the guest's WebDAV"
-(cd "$TMP" && TESTS="basic copymove" litmus "$url/" >"$TMP/litmus.log" 2>&1) || true
+(cd "$TMP" && TESTS="basic copymove" timeout 600 litmus "$url/" >"$TMP/litmus.log" 2>&1) || true
 grep -E '^<- summary' "$TMP/litmus.log" || true
 for suite in basic copymove; do
   grep -qE "^<- summary for \`$suite': of [0-9]+ tests run: [0-9]+ passed, 0 failed\. 100\.0%" "$TMP/litmus.log" ||
@@ -124,16 +151,16 @@ done
 step "16 MiB upload the way Finder sends it, and Finder's metadata files"
 head -c $((16 << 20)) /dev/urandom >"$TMP/$FILE"
 want=$(sha256sum "$TMP/$FILE" | cut -d' ' -f1)
-code=$(curl -s -o /dev/null -w '%{http_code}' -T "$TMP/$FILE" \
+code=$(curl -s -m 600 -o /dev/null -w '%{http_code}' -T "$TMP/$FILE" \
   -H 'Transfer-Encoding: chunked' -H "X-Expected-Entity-Length: $((16 << 20))" "$url/$FILE")
 [ "$code" = 201 ] || die "PUT $FILE answered $code (expected 201)"
-got=$(curl -sf "$url/$FILE" | sha256sum | cut -d' ' -f1)
+got=$(curl -sf -m 300 "$url/$FILE" | sha256sum | cut -d' ' -f1)
 [ "$got" = "$want" ] || die "GET $FILE over WebDAV: sha256 $got, uploaded $want"
 echo "PUT + GET $FILE over WebDAV: sha256 $want"
 for junk in "._$FILE" .DS_Store; do
-  code=$(curl -s -o /dev/null -w '%{http_code}' -T - "$url/$junk" <<<"finder metadata for $junk")
+  code=$(curl -s -m 60 -o /dev/null -w '%{http_code}' -T - "$url/$junk" <<<"finder metadata for $junk")
   [ "$code" = 201 ] || die "PUT $junk answered $code (expected 201)"
-  [ "$(curl -sf "$url/$junk")" = "finder metadata for $junk" ] || die "GET $junk did not return what was PUT"
+  [ "$(curl -sf -m 300 "$url/$junk")" = "finder metadata for $junk" ] || die "GET $junk did not return what was PUT"
 done
 echo "PUT + GET ._$FILE and .DS_Store over WebDAV: answered from memory"
 
@@ -150,7 +177,7 @@ done
 echo "no ._$FILE and no .DS_Store in the export: $(find "$GDIR/export" -mindepth 1 -maxdepth 1 -printf '%f ')"
 
 step "tell the guest to finish: PUT e2e-host-done; it checks the file, health and SIGTERM"
-code=$(curl -s -o /dev/null -w '%{http_code}' -T - "$url/e2e-host-done" <<<"$FILE $want")
+code=$(curl -s -m 60 -o /dev/null -w '%{http_code}' -T - "$url/e2e-host-done" <<<"$FILE $want")
 [ "$code" = 201 ] || die "PUT e2e-host-done answered $code"
 rc=0
 wait "$guest_pid" || rc=$?

@@ -54,7 +54,7 @@ done
 log "efs-webdav on $addr serving $TMP/root (basic auth); litmus $(litmus --version | head -n 1): $SUITES"
 
 # litmus writes debug.log into the current directory.
-(cd "$TMP" && TESTS=$SUITES litmus -k "http://$addr/" someuser somepass >"$TMP/litmus.log" 2>&1) || true
+(cd "$TMP" && TESTS=$SUITES timeout 300 litmus -k "http://$addr/" someuser somepass >"$TMP/litmus.log" 2>&1) || true
 grep -E '^<- summary' "$TMP/litmus.log" || true
 failed=0
 for suite in $SUITES; do

@@ -115,11 +115,13 @@ pub async fn throughput(
     let slots = Arc::new(Semaphore::new(in_flight));
     let start = Instant::now();
     let deadline = start + duration;
+    // (calls sent, writer done): the reader stops once the writer is done and every call
+    // sent has its reply, and never waits for a reply when none is outstanding.
+    let (progress, mut seen) = tokio::sync::watch::channel((0u64, false));
     let writer = {
         let slots = slots.clone();
         tokio::spawn(async move {
             let mut xid = 0u32;
-            let mut sent = 0u64;
             while Instant::now() < deadline {
                 let Ok(permit) = slots.acquire().await else {
                     break;
@@ -129,16 +131,24 @@ pub async fn throughput(
                 if write.write_all(&with_xid(&template, xid)).await.is_err() {
                     break;
                 }
-                sent += 1;
+                progress.send_modify(|(sent, _)| *sent += 1);
             }
-            (sent, write)
+            progress.send_modify(|(_, done)| *done = true);
+            write
         })
     };
     let mut replies = 0u64;
     let mut moved = 0u64;
     loop {
-        if writer.is_finished() {
-            break;
+        let (sent, done) = *seen.borrow_and_update();
+        if replies == sent {
+            if done {
+                break;
+            }
+            if seen.changed().await.is_err() {
+                break;
+            }
+            continue;
         }
         let (_, len) = tokio::time::timeout(Duration::from_secs(30), next_reply(&mut reader))
             .await
@@ -150,12 +160,7 @@ pub async fn throughput(
         };
         slots.add_permits(1);
     }
-    let (sent, _write) = writer.await?;
-    // Collect the replies still in flight, so the next measurement starts quiet.
-    while replies < sent {
-        next_reply(&mut reader).await?;
-        replies += 1;
-    }
+    let _write = writer.await?;
     Ok((moved, start.elapsed()))
 }
 

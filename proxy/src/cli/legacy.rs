@@ -37,7 +37,7 @@ pub fn main(config_path: &Path, tls: bool) -> anyhow::Result<()> {
             config_path.display()
         );
     }
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let runtime = super::runtime().context("starting the async runtime")?;
     runtime.block_on(serve(config_path, config, tls))
 }
 
