@@ -39,7 +39,7 @@ use crate::bind::{ProxyIdentity, bind_client_to_partition};
 use crate::error::{BindError, tls_hint};
 use crate::iam::der::{self, tag};
 use crate::iam::{Service, SigningTime, names};
-use crate::tls::{self, ClientIdentity, TlsSetupError, Trust};
+use crate::tls::{self, ClientIdentity, HandshakeSignatures, TlsSetupError, Trust};
 
 /// The NFS program and version of the NULL call.
 pub const NFS_PROGRAM: u32 = 100_003;
@@ -930,12 +930,7 @@ impl ServerCertVerifier for ChainRecorder {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        HandshakeSignatures(self.provider.clone()).tls12(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -944,18 +939,11 @@ impl ServerCertVerifier for ChainRecorder {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        HandshakeSignatures(self.provider.clone()).tls13(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        HandshakeSignatures(self.provider.clone()).schemes()
     }
 }
 

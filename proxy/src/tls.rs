@@ -148,7 +148,9 @@ pub fn client_config(
     let builder = match roots {
         None => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerification(provider))),
+            .with_custom_certificate_verifier(Arc::new(NoVerification(HandshakeSignatures(
+                provider,
+            )))),
         Some(roots) if verify_hostname => builder.with_root_certificates(roots),
         Some(roots) => {
             let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
@@ -243,7 +245,39 @@ impl ServerCertVerifier for ChainOnly {
 /// A verifier that accepts any server certificate but still checks the handshake signatures,
 /// so the session is encrypted to whoever holds the presented key. Only for `--no-verify`.
 #[derive(Debug)]
-struct NoVerification(Arc<CryptoProvider>);
+struct NoVerification(HandshakeSignatures);
+
+/// Checks TLS handshake signatures with a provider's algorithms: the part of certificate
+/// verification that every custom verifier of this project keeps, whatever it decides about
+/// the certificate itself.
+#[derive(Debug, Clone)]
+pub struct HandshakeSignatures(pub Arc<CryptoProvider>);
+
+impl HandshakeSignatures {
+    pub fn tls12(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.0.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
+    }
+
+    pub fn tls13(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.0.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
+    }
+
+    pub fn schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
 
 impl ServerCertVerifier for NoVerification {
     fn verify_server_cert(
@@ -263,12 +297,7 @@ impl ServerCertVerifier for NoVerification {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        self.0.tls12(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -277,16 +306,11 @@ impl ServerCertVerifier for NoVerification {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        self.0.tls13(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.0.schemes()
     }
 }
 

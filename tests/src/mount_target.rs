@@ -23,6 +23,7 @@ use tracing::{debug, info, warn};
 
 use crate::iam_verify::IamVerifier;
 use crate::responder::{Responder, respond_record};
+use efs_proxy::tls::HandshakeSignatures;
 
 /// How the fake mount target answers `bind_client_to_partition`.
 #[derive(Debug, Clone)]
@@ -474,12 +475,7 @@ impl ClientCertVerifier for AnyClientCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        HandshakeSignatures(self.provider.clone()).tls12(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -488,17 +484,10 @@ impl ClientCertVerifier for AnyClientCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        HandshakeSignatures(self.provider.clone()).tls13(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        HandshakeSignatures(self.provider.clone()).schemes()
     }
 }
