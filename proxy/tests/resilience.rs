@@ -231,10 +231,11 @@ async fn a_group_connection_killed_mid_stream_ends_the_client_connection_cleanly
         .wait_for_log("scale-up: added connection 3", WAIT)
         .await
         .unwrap();
+    // Calls sent to this connection from now on stay in flight; then it dies.
+    let victim = busy_scale_up_connection(&setup.target);
+    setup.target.mute_connection(victim);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    setup
-        .target
-        .kill_connection(busy_scale_up_connection(&setup.target));
+    setup.target.kill_connection(victim);
     let report = tokio::time::timeout(Duration::from_secs(20), load)
         .await
         .expect("the client sees the end quickly")

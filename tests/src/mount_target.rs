@@ -152,6 +152,7 @@ pub struct FakeMountTarget {
     observations: Arc<Mutex<Observations>>,
     shutdown: CancellationToken,
     kills: Arc<Mutex<Vec<CancellationToken>>>,
+    muted: Arc<Mutex<std::collections::HashSet<usize>>>,
 }
 
 impl Drop for FakeMountTarget {
@@ -173,10 +174,12 @@ impl FakeMountTarget {
             iam: config.iam,
             observations: Default::default(),
             kills: Default::default(),
+            muted: Default::default(),
         });
         let shutdown = CancellationToken::new();
         let observations = shared.observations.clone();
         let kills = shared.kills.clone();
+        let muted = shared.muted.clone();
         let stop = shutdown.clone();
         tokio::spawn(async move {
             loop {
@@ -210,7 +213,14 @@ impl FakeMountTarget {
             observations,
             shutdown,
             kills,
+            muted,
         })
+    }
+
+    /// Stops answering the `n`-th accepted connection (0-based): its calls stay in flight,
+    /// as on a server that hangs.
+    pub fn mute_connection(&self, n: usize) {
+        self.muted.lock().unwrap().insert(n);
     }
 
     /// Drops the `n`-th accepted connection (0-based) at once, as a crashed server would.
@@ -238,6 +248,8 @@ struct Shared {
     observations: Arc<Mutex<Observations>>,
     /// One token per accepted connection, to kill it.
     kills: Arc<Mutex<Vec<CancellationToken>>>,
+    /// Connections (accept order) whose calls are read but never answered.
+    muted: Arc<Mutex<std::collections::HashSet<usize>>>,
 }
 
 impl Shared {
@@ -422,6 +434,9 @@ where
         }
         o.records_by_connection[conn] += 1;
     });
+    if shared.muted.lock().unwrap().contains(&conn) {
+        return Ok(());
+    }
     let mut reply = BytesMut::new();
     if respond_record(responder, record.message(), &mut reply) {
         framed.get_mut().write_all(&reply).await?;

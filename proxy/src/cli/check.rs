@@ -6,7 +6,6 @@
 //! errors (from clap).
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -21,36 +20,12 @@ use efs_proxy::tls::ClientIdentity;
 use serde_json::json;
 
 use super::iam::{IamRunArgs, load_key};
+use super::target::TargetArgs;
 
 #[derive(Args)]
 pub struct CheckArgs {
-    /// Address to check: the mount target or the NLB, HOST:PORT [default with --fs-id: the
-    /// mount target's DNS name, port 2049].
-    #[arg(long, value_name = "HOST:PORT", required_unless_present = "fs_id")]
-    target: Option<String>,
-    /// Name for SNI and certificate verification: the mount target's DNS name, even when
-    /// --target is an NLB [default with --fs-id: derived as efs-utils does].
-    #[arg(long, value_name = "NAME", required_unless_present = "fs_id")]
-    server_name: Option<String>,
-    /// PEM file of trusted CA certificates; without it, the system trust store is used.
-    #[arg(long, value_name = "PEM", conflicts_with = "no_verify")]
-    ca_file: Option<PathBuf>,
-    /// Client certificate (PEM) presented to the server.
-    #[arg(long, value_name = "PEM", requires = "key")]
-    cert: Option<PathBuf>,
-    /// Private key (PEM) of the client certificate; with --fs-id and no --cert, the key of the
-    /// certificate made for the check [default: a new key in memory].
-    #[arg(long, value_name = "PEM")]
-    key: Option<PathBuf>,
-    /// Do not verify the server certificate (testing only).
-    #[arg(long)]
-    no_verify: bool,
-    /// Seconds allowed for DNS, each TCP connect and the TLS handshake.
-    #[arg(long, value_name = "SECS", default_value_t = 10)]
-    connect_timeout: u64,
-    /// Seconds allowed for the bind_client_to_partition exchange and the NFS NULL call.
-    #[arg(long, value_name = "SECS", default_value_t = 10)]
-    bind_timeout: u64,
+    #[command(flatten)]
+    server: TargetArgs,
     /// After the bind, send an NFS v4 NULL call and wait for its answer.
     #[arg(long)]
     nfs_null: bool,
@@ -95,8 +70,8 @@ pub async fn run(args: CheckArgs) -> ExitCode {
                 roots: settled.roots,
                 identity,
                 expected,
-                connect_timeout: Duration::from_secs(args.connect_timeout),
-                bind_timeout: Duration::from_secs(args.bind_timeout),
+                connect_timeout: Duration::from_secs(args.server.connect_timeout),
+                bind_timeout: Duration::from_secs(args.server.bind_timeout),
                 nfs_null: args.nfs_null,
             };
             check::run_network(&plan, &mut report).await;
@@ -150,14 +125,14 @@ async fn settle(args: &CheckArgs) -> Result<(Settled, String), ConfigError> {
     let iam = &args.iam;
     let (target, server_name, derived) = match &iam.fs_id {
         None => {
-            if args.key.is_some() && args.cert.is_none() {
+            if args.server.key.is_some() && args.server.cert.is_none() {
                 return Err(config_error(
                     "--key without --cert or --fs-id",
                     "give --cert (the certificate for that key), or --fs-id/--region/--service \
                      to have a certificate made for the key",
                 ));
             }
-            let (Some(t), Some(s)) = (&args.target, &args.server_name) else {
+            let (Some(t), Some(s)) = (&args.server.target, &args.server.server_name) else {
                 return Err(config_error(
                     "--target and --server-name are required without --fs-id",
                     "pass both, or --fs-id/--region/--service",
@@ -180,7 +155,7 @@ async fn settle(args: &CheckArgs) -> Result<(Settled, String), ConfigError> {
                 iam.dns_suffix.as_deref(),
             )
             .map_err(|e| config_error(e, "correct the value"))?;
-            let target = match (args.target.clone(), names.target()) {
+            let target = match (args.server.target.clone(), names.target()) {
                 (Some(t), _) | (None, Some(t)) => t,
                 (None, None) => {
                     return Err(config_error(
@@ -195,10 +170,11 @@ async fn settle(args: &CheckArgs) -> Result<(Settled, String), ConfigError> {
                 }
             };
             let server_name = args
+                .server
                 .server_name
                 .clone()
                 .unwrap_or(names.server_name.clone());
-            (target, server_name, args.server_name.is_none())
+            (target, server_name, args.server.server_name.is_none())
         }
     };
     match target.rsplit_once(':') {
@@ -212,11 +188,7 @@ async fn settle(args: &CheckArgs) -> Result<(Settled, String), ConfigError> {
     }
     efs_proxy::tls::server_name(&server_name).map_err(|e| config_error(e, "pass a DNS name"))?;
 
-    let trust = match (args.no_verify, &args.ca_file) {
-        (true, _) => Trust::NoVerify,
-        (false, Some(path)) => Trust::CaFile(path.clone()),
-        (false, None) => Trust::SystemRoots,
-    };
+    let trust = args.server.trust();
     let (roots, trust_text) = check::load_roots(&trust).map_err(|e| {
         config_error(
             e,
@@ -225,10 +197,10 @@ async fn settle(args: &CheckArgs) -> Result<(Settled, String), ConfigError> {
         )
     })?;
 
-    let (certificate, cert_text) = match (&args.cert, &iam.fs_id) {
+    let (certificate, cert_text) = match (&args.server.cert, &iam.fs_id) {
         (Some(cert), _) => {
             // clap requires --key with --cert.
-            let key = args.key.as_deref().unwrap_or(cert.as_path());
+            let key = args.server.key.as_deref().unwrap_or(cert.as_path());
             let identity = ClientIdentity::from_pem_files(cert, key)
                 .map_err(|e| config_error(e, "check --cert and --key"))?;
             efs_proxy::tls::client_config(&Trust::NoVerify, true, Some(&identity))
@@ -248,7 +220,7 @@ async fn settle(args: &CheckArgs) -> Result<(Settled, String), ConfigError> {
             if let Some(secs) = iam.cert_lifetime {
                 spec.lifetime = Duration::from_secs(secs);
             }
-            let key = load_key(args.key.as_deref()).await.map_err(|e| {
+            let key = load_key(args.server.key.as_deref()).await.map_err(|e| {
                 config_error(
                     format!("{e:#}"),
                     "--key must be a PEM private key (RSA), or a path where one can be created",

@@ -5,6 +5,7 @@ pub mod check;
 pub mod iam;
 pub mod legacy;
 pub mod run;
+pub mod target;
 
 /// The Tokio runtime of every subcommand: multi-threaded, one worker per core unless
 /// `EFS_PROXY_WORKER_THREADS` says otherwise (the benchmark compares settings with it).
