@@ -17,7 +17,7 @@
 //! record (≤ max record size, grown in steps of at most 2×), and each writer queues at most
 //! [`WRITE_QUEUE_LIMIT`] plus one record. See [`worst_case_memory`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -30,7 +30,7 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
-use tokio_util::codec::FramedRead;
+use tokio_util::codec::{Decoder, FramedRead};
 use tracing::{debug, info, warn};
 
 use crate::stats::{Direction, Stats};
@@ -94,6 +94,12 @@ impl std::fmt::Display for ForwardEnd {
 /// One server connection of a group.
 pub struct Leg<S> {
     id: usize,
+    /// Records that arrived with the bind reply, before forwarding started: handed on first.
+    /// (`FramedRead` decodes its buffer only after a read, so bytes put there would wait for
+    /// the server's next message: a callback right behind the bind reply would be stuck.)
+    early: VecDeque<Record>,
+    /// A record-marking error in those early bytes, reported after the early records.
+    early_error: Option<RecordError>,
     reader: FramedRead<ReadHalf<S>, RecordCodec>,
     writer: RecordWriter<WriteHalf<S>>,
     /// Calls sent on this leg and not answered yet, and their bytes.
@@ -104,12 +110,30 @@ pub struct Leg<S> {
 impl<S: AsyncRead + AsyncWrite> Leg<S> {
     /// Wraps a connected (and bound) server stream. `pending` holds bytes already read from
     /// it (after the bind reply).
-    pub fn new(id: usize, stream: S, pending: BytesMut, max_record_size: usize) -> Self {
+    pub fn new(id: usize, stream: S, mut pending: BytesMut, max_record_size: usize) -> Self {
         let (read, write) = tokio::io::split(stream);
-        let mut reader = FramedRead::new(read, RecordCodec::new(max_record_size));
+        let mut codec = RecordCodec::new(max_record_size);
+        let mut early = VecDeque::new();
+        let mut early_error = None;
+        loop {
+            match codec.decode(&mut pending) {
+                Ok(Some(record)) => early.push_back(record),
+                Ok(None) => break,
+                Err(e) => {
+                    early_error = Some(e);
+                    pending.clear();
+                    break;
+                }
+            }
+        }
+        // What is left is part of a record: the rest must come from the server anyway. The
+        // codec keeps the fragments already assembled.
+        let mut reader = FramedRead::new(read, codec);
         reader.read_buffer_mut().extend_from_slice(&pending);
         Leg {
             id,
+            early,
+            early_error,
             reader,
             writer: RecordWriter::new(write, WRITE_QUEUE_LIMIT),
             in_flight: 0,
@@ -120,12 +144,26 @@ impl<S: AsyncRead + AsyncWrite> Leg<S> {
     pub fn id(&self) -> usize {
         self.id
     }
+
+    /// The next record from the server: the early ones first, then the socket's.
+    fn poll_next_record(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Record, RecordError>>> {
+        if let Some(record) = self.early.pop_front() {
+            return Poll::Ready(Some(Ok(record)));
+        }
+        if let Some(e) = self.early_error.take() {
+            return Poll::Ready(Some(Err(e)));
+        }
+        self.reader.poll_next_unpin(cx)
+    }
 }
 
 /// What a [`LegSource`] reports while adding connections to a group.
 pub enum LegEvent<S> {
     /// A new connection bound to the group's partition: start using it.
-    Ready(Leg<S>),
+    Ready(Box<Leg<S>>),
     /// The server asked to wait (RETRY_LATER, ERROR) or the search failed: the source will
     /// not search again for this long.
     Backoff(Duration),
@@ -341,7 +379,7 @@ where
                 Poll::Pending => break,
             }
             let index = (self.next_reader + turn) % self.legs.len();
-            match self.legs[index].reader.poll_next_unpin(cx) {
+            match self.legs[index].poll_next_record(cx) {
                 Poll::Ready(Some(Ok(record))) => {
                     self.receive_from_leg(&record, index);
                     self.client_writer.push(record.into_wire());
@@ -521,7 +559,7 @@ where
                                 "scale-up: added connection {}",
                                 self.legs.len() + 1
                             );
-                            self.legs.push(leg);
+                            self.legs.push(*leg);
                         }
                     }
                     Poll::Ready(Some(LegEvent::Backoff(wait))) => {

@@ -156,7 +156,7 @@ impl Search {
                 Attempt::Bound(stream, pending, BindResponse::Ready(p)) if p == this.partition => {
                     let leg = Leg::new(first_id + found, stream, pending, this.max_record_size);
                     found += 1;
-                    if tx.send(LegEvent::Ready(leg)).await.is_err() {
+                    if tx.send(LegEvent::Ready(Box::new(leg))).await.is_err() {
                         return; // the client connection ended meanwhile
                     }
                 }

@@ -234,7 +234,16 @@ async fn a_group_connection_killed_mid_stream_ends_the_client_connection_cleanly
     // Calls sent to this connection from now on stay in flight; then it dies.
     let victim = busy_scale_up_connection(&setup.target);
     setup.target.mute_connection(victim);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Any call counted after this point is one the muted connection will never answer.
+    let answered = setup.target.observations().records_by_connection[victim];
+    let until = tokio::time::Instant::now() + WAIT;
+    while setup.target.observations().records_by_connection[victim] == answered {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "no call reached the muted connection"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     setup.target.kill_connection(victim);
     let report = tokio::time::timeout(Duration::from_secs(20), load)
         .await

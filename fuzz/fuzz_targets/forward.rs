@@ -1,0 +1,424 @@
+//! The forwarding path as a whole: `efs_proxy::forward::forward` between an in-memory NFS
+//! client and mount target (tokio duplex pipes) that write arbitrary bytes and valid records
+//! both ways, read or stall, half-close or vanish, in any order. Checked on every run:
+//!
+//! * no panic, and forwarding ends once a side closes, closing the other side too;
+//! * each side receives a byte prefix of what the reference decoder makes of the other side's
+//!   stream (records re-framed as single fragments), all of it when the sender closed cleanly;
+//! * why forwarding ended agrees with the streams (a decoding error only for an invalid
+//!   stream, the same error as the reference decoder's; an I/O error only for a vanished peer);
+//! * bounded memory: the bytes allocated while the forwarder runs stay below a few records'
+//!   worth plus the pipe buffers, however much the peers send while the other side stalls.
+//!
+//! The clock is paused, so timeouts (a stalled write, the forwarder's 2 s shutdown grace)
+//! cost no real time.
+#![no_main]
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use efs_proxy::forward::{ForwardEnd, forward};
+use efs_proxy::stats::Stats;
+use efs_proxy_fuzz::{
+    CountingAlloc, ForwardInput, Op, RefError, Reframed, Side, generated_record, memory_baseline,
+    memory_peak, reframe, untracked,
+};
+use libfuzzer_sys::fuzz_target;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::time::timeout;
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+/// How long a write may make no progress before the driver gives up on it (virtual time).
+const STALL: Duration = Duration::from_secs(1);
+/// How long a read waits for data.
+const READ_WAIT: Duration = Duration::from_millis(10);
+/// How long both sides must stay quiet for the forwarder to count as idle.
+const QUIET: Duration = Duration::from_millis(100);
+/// A read that returns as soon as the runtime is idle (virtual time moves only then).
+const IDLE: Duration = Duration::from_millis(1);
+/// Work for generated records per input, so that a run stays fast: a record costs one unit
+/// plus one per pipe-full of its bytes (each pipe-full is a round trip through the forwarder).
+const RECORD_BUDGET: usize = 8_000;
+/// Bytes of generated records per input: over twice what the forwarder may ever hold.
+const BYTE_BUDGET: usize = 8 << 20;
+const SCRATCH: usize = 16 << 10;
+
+/// One side of the forwarder, as the driver plays it.
+struct Peer {
+    stream: Option<DuplexStream>,
+    write_shut: bool,
+    dropped: bool,
+    /// Everything this peer managed to write.
+    sent: Vec<u8>,
+    /// Everything it read.
+    received: Vec<u8>,
+    eof: bool,
+    scratch: Vec<u8>,
+}
+
+impl Peer {
+    fn new(stream: DuplexStream) -> Peer {
+        untracked(|| Peer {
+            stream: Some(stream),
+            write_shut: false,
+            dropped: false,
+            sent: Vec::new(),
+            received: Vec::new(),
+            eof: false,
+            scratch: vec![0; SCRATCH],
+        })
+    }
+
+    fn closed(&self) -> bool {
+        self.write_shut || self.dropped
+    }
+
+    /// Writes as much of `bytes` as the pipe takes before stalling; false if not all of it.
+    async fn write(&mut self, bytes: &[u8]) -> bool {
+        if self.write_shut {
+            return false;
+        }
+        let Some(stream) = self.stream.as_mut() else {
+            return false;
+        };
+        let mut done = 0;
+        while done < bytes.len() {
+            match timeout(STALL, stream.write(&bytes[done..])).await {
+                Ok(Ok(n)) if n > 0 => {
+                    untracked(|| self.sent.extend_from_slice(&bytes[done..done + n]));
+                    done += n;
+                }
+                // Stalled (the forwarder does not read), or the forwarder is gone.
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    /// Reads what arrives within `wait`, up to `max` bytes (0: up to the scratch size).
+    async fn read(&mut self, max: usize, wait: Duration) {
+        if self.eof {
+            return;
+        }
+        let Some(stream) = self.stream.as_mut() else {
+            return;
+        };
+        let want = if max == 0 { SCRATCH } else { max.min(SCRATCH) };
+        match timeout(wait, stream.read(&mut self.scratch[..want])).await {
+            Ok(Ok(0)) | Ok(Err(_)) => self.eof = true,
+            Ok(Ok(n)) => untracked(|| self.received.extend_from_slice(&self.scratch[..n])),
+            Err(_) => {}
+        }
+    }
+
+    /// Reads until the forwarder closes this side.
+    async fn drain(&mut self) {
+        while self.stream.is_some() && !self.eof {
+            self.read(0, Duration::from_secs(3600)).await;
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(stream) = self.stream.as_mut() {
+            let _ = timeout(STALL, stream.shutdown()).await;
+        }
+        self.write_shut = true;
+    }
+
+    fn drop_stream(&mut self) {
+        self.stream = None;
+        self.dropped = true;
+    }
+}
+
+fn run(input: &ForwardInput) {
+    let max = input.max_record_size;
+    // One runtime for the whole process (building one costs more than most runs); its clock
+    // is paused, so time only moves when every task waits.
+    thread_local! {
+        static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+    }
+    RUNTIME.with(|runtime| {
+        runtime.block_on(async {
+            let (client_end, proxy_client) = tokio::io::duplex(input.duplex_capacity);
+            let (server_end, proxy_server) = tokio::io::duplex(input.duplex_capacity);
+            let mut client = Peer::new(client_end);
+            let mut server = Peer::new(server_end);
+            let stats = Arc::new(Stats::default());
+            let pending = BytesMut::from(&input.pending[..]);
+            let mut record = untracked(|| Vec::with_capacity(max + 4 * 256 + 64));
+
+            let base = memory_baseline();
+            let task = tokio::spawn(forward(
+                proxy_client,
+                proxy_server,
+                pending,
+                max,
+                stats.clone(),
+            ));
+
+            let mut budget = RECORD_BUDGET;
+            let mut bytes_left = BYTE_BUDGET;
+            for op in &input.ops {
+                match op {
+                    Op::Write(side, bytes) => {
+                        let peer = if *side == Side::Client {
+                            &mut client
+                        } else {
+                            &mut server
+                        };
+                        peer.write(bytes).await;
+                    }
+                    Op::WriteRecords {
+                        side,
+                        count,
+                        len,
+                        fragments,
+                    } => {
+                        let peer = if *side == Side::Client {
+                            &mut client
+                        } else {
+                            &mut server
+                        };
+                        let len = 1 + usize::from(*len) % (max + 8);
+                        let fragments = 1 + usize::from(*fragments) % 8;
+                        let cost = 1 + (len + 4 * fragments).div_ceil(input.duplex_capacity);
+                        for index in 0..u32::from(*count) {
+                            if budget < cost || bytes_left < len {
+                                break;
+                            }
+                            budget -= cost;
+                            bytes_left -= len;
+                            // The client sends calls, the server replies with the same xids.
+                            let msg_type = u32::from(*side == Side::Server);
+                            untracked(|| {
+                                generated_record(index, msg_type, len, fragments, &mut record)
+                            });
+                            if !peer.write(&record).await {
+                                break;
+                            }
+                        }
+                    }
+                    Op::Read(side, n) => {
+                        let peer = if *side == Side::Client {
+                            &mut client
+                        } else {
+                            &mut server
+                        };
+                        peer.read(usize::from(*n), READ_WAIT).await;
+                    }
+                    Op::ShutdownWrite(side) => {
+                        let peer = if *side == Side::Client {
+                            &mut client
+                        } else {
+                            &mut server
+                        };
+                        peer.shutdown().await;
+                    }
+                    Op::Drop(side) => {
+                        let peer = if *side == Side::Client {
+                            &mut client
+                        } else {
+                            &mut server
+                        };
+                        peer.drop_stream();
+                    }
+                    Op::Sleep(ms) => {
+                        tokio::time::sleep(Duration::from_millis(u64::from(*ms))).await
+                    }
+                    Op::Quiesce => quiesce(input, &mut client, &mut server, &task).await,
+                }
+            }
+            quiesce(input, &mut client, &mut server, &task).await;
+
+            // One side closes; forwarding must end and close the other side.
+            match input.final_close {
+                Side::Client => client.shutdown().await,
+                Side::Server => server.shutdown().await,
+            }
+            let finish = async {
+                tokio::join!(client.drain(), server.drain());
+            };
+            if timeout(Duration::from_secs(600), finish).await.is_err() {
+                panic!(
+                    "a side was never closed after {:?} closed",
+                    input.final_close
+                );
+            }
+            let end = match timeout(Duration::from_secs(600), task).await {
+                Ok(Ok(end)) => end,
+                Ok(Err(e)) => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => panic!("forwarding did not end after both sides closed"),
+            };
+
+            let peak = memory_peak() - base;
+            let (up, down) = untracked(|| {
+                let mut from_server = input.pending.clone();
+                from_server.extend_from_slice(&server.sent);
+                let max = input.max_record_size;
+                (
+                    reframe(&client.sent, max, client.closed()),
+                    reframe(&from_server, max, server.closed()),
+                )
+            });
+            let bound = memory_bound(input, up.records + down.records);
+            if std::env::var_os("FUZZ_FORWARD_VERBOSE").is_some() {
+                eprintln!(
+                    "end={end} peak={peak} bound={bound} sent={}/{} received={}/{}",
+                    client.sent.len(),
+                    server.sent.len(),
+                    server.received.len(),
+                    client.received.len()
+                );
+            }
+            assert!(
+                peak <= bound as isize,
+                "the forwarder held {peak} bytes (bound {bound}); sent {} + {} bytes",
+                client.sent.len(),
+                server.sent.len()
+            );
+
+            untracked(|| check(&client, &server, &up, &down, &end, &stats));
+            untracked(|| drop((client, server, record, up, down)));
+        })
+    });
+}
+
+/// Both sides read until nothing more arrives for a while (virtual time: the forwarder is idle
+/// by then). If forwarding still runs, nothing may wait inside it: every complete record sent
+/// so far has been delivered, and neither stream is invalid.
+async fn quiesce<T>(
+    input: &ForwardInput,
+    client: &mut Peer,
+    server: &mut Peer,
+    task: &tokio::task::JoinHandle<T>,
+) {
+    // Read while anything arrives (a read waits until the runtime is idle), then stay quiet
+    // for a while and check once more.
+    let mut quiet_rounds = 0;
+    while quiet_rounds < 2 {
+        let before = (client.received.len(), server.received.len());
+        client.read(0, IDLE).await;
+        server.read(0, IDLE).await;
+        if (client.received.len(), server.received.len()) == before {
+            quiet_rounds += 1;
+            tokio::time::sleep(QUIET).await;
+        } else {
+            quiet_rounds = 0;
+        }
+    }
+    if task.is_finished() {
+        return;
+    }
+    assert!(
+        !client.closed() && !server.closed(),
+        "forwarding goes on after a side closed (client closed: {}, server closed: {})",
+        client.closed(),
+        server.closed()
+    );
+    untracked(|| {
+        let max = input.max_record_size;
+        let up = reframe(&client.sent, max, false);
+        let mut from_server = input.pending.clone();
+        from_server.extend_from_slice(&server.sent);
+        let down = reframe(&from_server, max, false);
+        assert_eq!(
+            up.end,
+            Ok(()),
+            "forwarding goes on after an invalid client stream"
+        );
+        assert!(
+            server.received == up.wire,
+            "complete client records held back: {} of {} bytes delivered",
+            server.received.len(),
+            up.wire.len()
+        );
+        assert_eq!(
+            down.end,
+            Ok(()),
+            "forwarding goes on after an invalid server stream"
+        );
+        assert!(
+            client.received == down.wire,
+            "complete server records held back: {} of {} bytes delivered ({} pending, {} sent)",
+            client.received.len(),
+            down.wire.len(),
+            input.pending.len(),
+            server.sent.len()
+        );
+    });
+}
+
+/// What the forwarder may hold at most: twice the documented worst case (buffers grow by
+/// doubling; the codec's reassembly buffer and `FramedRead`'s 8 KiB initial buffers come on
+/// top), the call-tracking tables (at most 65 536 entries each, about 64 bytes an entry with
+/// the hash table's growth), the four pipe buffers, and 512 KiB for the runtime.
+fn memory_bound(input: &ForwardInput, records: usize) -> usize {
+    let max = input.max_record_size;
+    let sockets = 2;
+    2 * efs_proxy::forward::worst_case_memory(max, 1)
+        + sockets * (2 * 8192 + 2 * (max + 4))
+        + 64 * records.min(2 * 65_536)
+        + 8 * input.duplex_capacity
+        + (512 << 10)
+}
+
+/// The oracle: what each side received against the reference decoding of what the other sent.
+fn check(
+    client: &Peer,
+    server: &Peer,
+    up: &Reframed,
+    down: &Reframed,
+    end: &ForwardEnd,
+    stats: &Stats,
+) {
+    assert!(
+        up.wire.starts_with(&server.received),
+        "the server received bytes the client did not send as records"
+    );
+    assert!(
+        down.wire.starts_with(&client.received),
+        "the client received bytes the server did not send as records"
+    );
+    let to_server = stats.bytes_to_server.load(Ordering::Relaxed) as usize;
+    let to_client = stats.bytes_to_client.load(Ordering::Relaxed) as usize;
+    assert!(server.received.len() <= to_server && to_server <= up.wire.len());
+    assert!(client.received.len() <= to_client && to_client <= down.wire.len());
+
+    let decoding = |e: &efs_rpc::RecordError| RefError::of(e);
+    match end {
+        // A clean end: the closing side's stream was whole. (What was still queued for the
+        // other side is flushed within the forwarder's shutdown grace, so only a prefix is
+        // promised; `quiesce` checks that nothing is held back while forwarding runs.)
+        ForwardEnd::ClientClosed => {
+            assert!(client.closed());
+            assert_eq!(up.end, Ok(()), "clean close of an invalid client stream");
+        }
+        ForwardEnd::ServerClosed => {
+            assert!(server.closed());
+            assert_eq!(down.end, Ok(()), "clean close of an invalid server stream");
+        }
+        ForwardEnd::ClientError(e) => match decoding(e) {
+            Some(e) => assert_eq!(up.end, Err(e)),
+            None => assert!(client.dropped, "I/O error towards a live client: {e}"),
+        },
+        ForwardEnd::ServerError(e) => match decoding(e) {
+            Some(e) => assert_eq!(down.end, Err(e)),
+            None => assert!(server.dropped, "I/O error towards a live server: {e}"),
+        },
+        ForwardEnd::ServerTimeout(d) => panic!("server timeout ({d:?}) without a limit set"),
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let input = ForwardInput::parse(data);
+    run(&input);
+});
