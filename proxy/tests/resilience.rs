@@ -201,16 +201,29 @@ async fn retry_later_stops_the_search_and_backs_off() {
     assert_eq!(log.matches("more connections").count(), 1, "{log}");
 }
 
-/// A connection the scale-up added to the group (it carried records), not the first one.
-fn busy_scale_up_connection(target: &FakeMountTarget) -> usize {
-    let seen = target.observations();
-    seen.records_by_connection
-        .iter()
-        .enumerate()
-        .skip(1)
-        .find(|(_, n)| **n > 0)
-        .map(|(i, _)| i)
-        .unwrap_or_else(|| panic!("no scale-up connection carried records: {seen:?}"))
+/// A connection the scale-up added to the group (it carried records), not the first one;
+/// waits for the group to carry records on one.
+async fn busy_scale_up_connection(target: &FakeMountTarget) -> usize {
+    let until = tokio::time::Instant::now() + WAIT;
+    loop {
+        let seen = target.observations();
+        let busy = seen
+            .records_by_connection
+            .iter()
+            .enumerate()
+            .skip(1)
+            .find(|(_, n)| **n > 0)
+            .map(|(i, _)| i);
+        if let Some(index) = busy {
+            return index;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "no scale-up connection carried records: {:?}",
+            seen.records_by_connection
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 #[tokio::test]
@@ -232,7 +245,7 @@ async fn a_group_connection_killed_mid_stream_ends_the_client_connection_cleanly
         .await
         .unwrap();
     // Calls sent to this connection from now on stay in flight; then it dies.
-    let victim = busy_scale_up_connection(&setup.target);
+    let victim = busy_scale_up_connection(&setup.target).await;
     setup.target.mute_connection(victim);
     // Any call counted after this point is one the muted connection will never answer.
     let answered = setup.target.observations().records_by_connection[victim];
@@ -288,7 +301,7 @@ async fn a_group_connection_that_dies_idle_is_dropped_and_the_client_continues()
     }
     setup
         .target
-        .kill_connection(busy_scale_up_connection(&setup.target));
+        .kill_connection(busy_scale_up_connection(&setup.target).await);
     proxy
         .wait_for_log("failed with no call in flight", WAIT)
         .await
