@@ -54,6 +54,7 @@ cleanup() {
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   ip netns del "$NSA" 2>/dev/null || true
   ip netns del "$NSB" 2>/dev/null || true
+  rm -rf "/etc/netns/$NSA"
   if [ "$rc" -ne 0 ]; then
     log "FAILED; logs kept in $TMP:"
     for f in "$TMP"/*.log "$TMP"/*.out; do
@@ -223,6 +224,42 @@ stop_ping c
 grep -qE 'connection closed: server side failed|connection ended: server closed' "$TMP/proxy10.log" ||
   die "c: the proxy did not log the server-side failure"
 result "c reset (ss -K): client closed ${detect}s after the reset (bound 1s); first reply on the new connection ${recover}s after the reset; closes=1 connects=$(field "$summary" connects) calls=$(field "$summary" calls)"
+
+# ---------------------------------------------------------------------------------------------
+step "d. dual stack with a dead IPv6 path: mt.test has an IPv6 address whose SYNs are dropped"
+# `ip netns exec` mounts /etc/netns/NS/hosts over /etc/hosts. 2001:db8:99::/64 (documentation
+# prefix) lives only on this veth pair; glibc sorts it before IPv4 (RFC 6724 precedence), as a
+# resolver returns AAAA first on a dual-stack host. The mount target listens on IPv4 only, and
+# nft drops IPv6 SYNs to its port: without staggered attempts the first connection would wait
+# the whole --connect-timeout (10 s), as AWS's proxy does (efs-utils#271).
+ip -n "$NSA" addr add 2001:db8:99::1/64 dev veth-a nodad
+ip -n "$NSB" addr add 2001:db8:99::2/64 dev veth-b nodad
+mkdir -p "/etc/netns/$NSA"
+printf '2001:db8:99::2 mt.test\n%s mt.test\n' "$ADDR_B" >"/etc/netns/$NSA/hosts"
+ip netns exec "$NSB" nft -f - <<NFT
+table inet efs_v6 {
+  chain in {
+    type filter hook input priority 0; policy accept;
+    ip6 daddr 2001:db8:99::2 tcp dport $tport drop
+  }
+}
+NFT
+order=$(ip netns exec "$NSA" getent ahosts mt.test | awk '$2 == "STREAM" { print $1 }' | paste -sd' ')
+echo "mt.test resolves (in order) to: $order"
+case $order in 2001:db8:99::2*) ;; *) die "d: the resolver does not list the IPv6 address first ($order)" ;; esac
+proxy_v6=''
+start_listener proxy_v6 proxy_v6 "$NSA" "$BIN_DIR/efs-proxy" run --listen 127.0.0.1:0 \
+  --target "mt.test:$tport" --server-name "$SERVER_NAME" --ca-file "$TMP/pki/ca.pem" \
+  --cert "$TMP/pki/client.pem" --key "$TMP/pki/client.key" --connect-timeout 10
+t_start=$(now)
+start_ping d "$proxy_v6"
+first=$(wait_line d '^FIRST_REPLY .* n=1 ' 0 1)
+echo "$first"
+took=$(sub "$(field "$first" at)" "$t_start")
+fcheck "$took < 1.5" || die "d: the first reply took ${took}s behind a dead IPv6 address (bound: 1.5 s)"
+stop_ping d
+rm -rf "/etc/netns/$NSA"
+result "d dual stack, IPv6 blackholed: first reply after ${took}s (connect timeout 10 s; staggered attempts 250 ms apart)"
 
 step "results"
 printf '%s\n' "${results[@]}"
