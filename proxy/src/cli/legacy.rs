@@ -43,8 +43,10 @@ pub fn main(config_path: &Path, tls: bool) -> anyhow::Result<()> {
 
 async fn serve(path: &Path, config: DropInConfig, tls: bool) -> anyhow::Result<()> {
     let proxy_config = proxy_config(path, &config, tls)?;
-    let proxy = Proxy::bind(proxy_config).await?;
+    // As efs-proxy: the pid file is written before the port listens, so whoever sees the port
+    // (the mount helper's probe, the watchdog) also finds the pid. A failed start removes it.
     let pid = PidFile::write(&config.pid_file);
+    let proxy = Proxy::bind(proxy_config).await?;
     info!(
         "efs-proxy {} (drop-in) listening on {}, forwarding to {} ({})",
         env!("CARGO_PKG_VERSION"),
