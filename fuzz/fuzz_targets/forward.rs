@@ -21,119 +21,17 @@ use std::time::Duration;
 use bytes::BytesMut;
 use efs_proxy::forward::{ForwardEnd, forward};
 use efs_proxy::stats::Stats;
+use efs_proxy_fuzz::peer::{BYTE_BUDGET, IDLE, Peer, QUIET, READ_WAIT, RECORD_BUDGET};
 use efs_proxy_fuzz::{
     CountingAlloc, ForwardInput, Op, RefError, Reframed, Side, generated_record, memory_baseline,
     memory_peak, reframe, untracked,
 };
 use libfuzzer_sys::fuzz_target;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::time::timeout;
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
 
-/// How long a write may make no progress before the driver gives up on it (virtual time).
-const STALL: Duration = Duration::from_secs(1);
-/// How long a read waits for data.
-const READ_WAIT: Duration = Duration::from_millis(10);
-/// How long both sides must stay quiet for the forwarder to count as idle.
-const QUIET: Duration = Duration::from_millis(100);
-/// A read that returns as soon as the runtime is idle (virtual time moves only then).
-const IDLE: Duration = Duration::from_millis(1);
-/// Work for generated records per input, so that a run stays fast: a record costs one unit
-/// plus one per pipe-full of its bytes (each pipe-full is a round trip through the forwarder).
-const RECORD_BUDGET: usize = 8_000;
-/// Bytes of generated records per input: over twice what the forwarder may ever hold.
-const BYTE_BUDGET: usize = 8 << 20;
-const SCRATCH: usize = 16 << 10;
-
-/// One side of the forwarder, as the driver plays it.
-struct Peer {
-    stream: Option<DuplexStream>,
-    write_shut: bool,
-    dropped: bool,
-    /// Everything this peer managed to write.
-    sent: Vec<u8>,
-    /// Everything it read.
-    received: Vec<u8>,
-    eof: bool,
-    scratch: Vec<u8>,
-}
-
-impl Peer {
-    fn new(stream: DuplexStream) -> Peer {
-        untracked(|| Peer {
-            stream: Some(stream),
-            write_shut: false,
-            dropped: false,
-            sent: Vec::new(),
-            received: Vec::new(),
-            eof: false,
-            scratch: vec![0; SCRATCH],
-        })
-    }
-
-    fn closed(&self) -> bool {
-        self.write_shut || self.dropped
-    }
-
-    /// Writes as much of `bytes` as the pipe takes before stalling; false if not all of it.
-    async fn write(&mut self, bytes: &[u8]) -> bool {
-        if self.write_shut {
-            return false;
-        }
-        let Some(stream) = self.stream.as_mut() else {
-            return false;
-        };
-        let mut done = 0;
-        while done < bytes.len() {
-            match timeout(STALL, stream.write(&bytes[done..])).await {
-                Ok(Ok(n)) if n > 0 => {
-                    untracked(|| self.sent.extend_from_slice(&bytes[done..done + n]));
-                    done += n;
-                }
-                // Stalled (the forwarder does not read), or the forwarder is gone.
-                _ => return false,
-            }
-        }
-        true
-    }
-
-    /// Reads what arrives within `wait`, up to `max` bytes (0: up to the scratch size).
-    async fn read(&mut self, max: usize, wait: Duration) {
-        if self.eof {
-            return;
-        }
-        let Some(stream) = self.stream.as_mut() else {
-            return;
-        };
-        let want = if max == 0 { SCRATCH } else { max.min(SCRATCH) };
-        match timeout(wait, stream.read(&mut self.scratch[..want])).await {
-            Ok(Ok(0)) | Ok(Err(_)) => self.eof = true,
-            Ok(Ok(n)) => untracked(|| self.received.extend_from_slice(&self.scratch[..n])),
-            Err(_) => {}
-        }
-    }
-
-    /// Reads until the forwarder closes this side.
-    async fn drain(&mut self) {
-        while self.stream.is_some() && !self.eof {
-            self.read(0, Duration::from_secs(3600)).await;
-        }
-    }
-
-    async fn shutdown(&mut self) {
-        if let Some(stream) = self.stream.as_mut() {
-            let _ = timeout(STALL, stream.shutdown()).await;
-        }
-        self.write_shut = true;
-    }
-
-    fn drop_stream(&mut self) {
-        self.stream = None;
-        self.dropped = true;
-    }
-}
 
 fn run(input: &ForwardInput) {
     let max = input.max_record_size;

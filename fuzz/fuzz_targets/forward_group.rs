@@ -23,101 +23,19 @@ use efs_proxy::forward::{
     ForwardEnd, Leg, LegEvent, LegSource, ScalePolicy, Session, SessionLimits,
 };
 use efs_proxy::stats::Stats;
+use efs_proxy_fuzz::peer::{BYTE_BUDGET, IDLE, Peer, QUIET, READ_WAIT, RECORD_BUDGET};
 use efs_proxy_fuzz::{
     CountingAlloc, GroupInput, GroupOp, RefError, Reframed, generated_record_salted,
     is_subsequence, memory_baseline, memory_peak, reframe, split_records, untracked,
 };
 use libfuzzer_sys::fuzz_target;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::io::DuplexStream;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
 
-const STALL: Duration = Duration::from_secs(1);
-const READ_WAIT: Duration = Duration::from_millis(10);
-const QUIET: Duration = Duration::from_millis(100);
-const IDLE: Duration = Duration::from_millis(1);
-const RECORD_BUDGET: usize = 8_000;
-const BYTE_BUDGET: usize = 8 << 20;
-const SCRATCH: usize = 16 << 10;
-
-struct Peer {
-    stream: Option<DuplexStream>,
-    write_shut: bool,
-    dropped: bool,
-    sent: Vec<u8>,
-    received: Vec<u8>,
-    eof: bool,
-    scratch: Vec<u8>,
-}
-
-impl Peer {
-    fn new(stream: DuplexStream) -> Peer {
-        untracked(|| Peer {
-            stream: Some(stream),
-            write_shut: false,
-            dropped: false,
-            sent: Vec::new(),
-            received: Vec::new(),
-            eof: false,
-            scratch: vec![0; SCRATCH],
-        })
-    }
-
-    fn closed(&self) -> bool {
-        self.write_shut || self.dropped
-    }
-
-    async fn write(&mut self, bytes: &[u8]) -> bool {
-        if self.write_shut {
-            return false;
-        }
-        let Some(stream) = self.stream.as_mut() else {
-            return false;
-        };
-        let mut done = 0;
-        while done < bytes.len() {
-            match timeout(STALL, stream.write(&bytes[done..])).await {
-                Ok(Ok(n)) if n > 0 => {
-                    untracked(|| self.sent.extend_from_slice(&bytes[done..done + n]));
-                    done += n;
-                }
-                _ => return false,
-            }
-        }
-        true
-    }
-
-    async fn read(&mut self, max: usize, wait: Duration) {
-        if self.eof {
-            return;
-        }
-        let Some(stream) = self.stream.as_mut() else {
-            return;
-        };
-        let want = if max == 0 { SCRATCH } else { max.min(SCRATCH) };
-        match timeout(wait, stream.read(&mut self.scratch[..want])).await {
-            Ok(Ok(0)) | Ok(Err(_)) => self.eof = true,
-            Ok(Ok(n)) => untracked(|| self.received.extend_from_slice(&self.scratch[..n])),
-            Err(_) => {}
-        }
-    }
-
-    async fn drain(&mut self) {
-        while self.stream.is_some() && !self.eof {
-            self.read(0, Duration::from_secs(3600)).await;
-        }
-    }
-
-    async fn shutdown(&mut self) {
-        if let Some(stream) = self.stream.as_mut() {
-            let _ = timeout(STALL, stream.shutdown()).await;
-        }
-        self.write_shut = true;
-    }
-}
 
 /// Hands over the prepared server connections when the session asks for more.
 struct Source {
@@ -438,10 +356,7 @@ fn run(input: &GroupInput) {
                     }
                     GroupOp::Read(n) => peer.read(usize::from(*n), READ_WAIT).await,
                     GroupOp::ShutdownWrite => peer.shutdown().await,
-                    GroupOp::Drop => {
-                        peer.stream = None;
-                        peer.dropped = true;
-                    }
+                    GroupOp::Drop => peer.drop_stream(),
                     GroupOp::Sleep(ms) => {
                         tokio::time::sleep(Duration::from_millis(u64::from(*ms))).await
                     }

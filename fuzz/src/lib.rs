@@ -3,6 +3,8 @@
 //! `forward` inputs (hand-written so that seeds can be made from real RPC records), and an
 //! allocation counter for the forwarding target.
 
+pub mod peer;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicIsize, Ordering};
