@@ -195,9 +195,10 @@ pub(crate) fn tls_hint(err: &io::Error) -> (String, &'static str) {
 /// Why the proxy could not start.
 #[derive(Debug, Error)]
 pub enum StartError {
+    // The cause is left to the error chain (`{:#}` prints it once, after the hint).
     #[error(
-        "cannot listen on {addr}: {source}; is another proxy using this port? choose another \
-         with --listen (127.0.0.1:0 picks a free one)"
+        "cannot listen on {addr} (is another program using this port? choose another with \
+         --listen, or `accept` in a drop-in config; port 0 picks a free one)"
     )]
     Listen {
         addr: SocketAddr,

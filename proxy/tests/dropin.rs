@@ -99,9 +99,19 @@ impl World {
     }
 }
 
+/// A port the drop-in proxy can bind a moment later: one nothing holds now, below the
+/// kernel's ephemeral range (32768-), where outgoing connections (this test's many others,
+/// running in parallel) cannot take it between this pick and the proxy's bind.
 fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
+    use std::hash::{BuildHasher, RandomState};
+    let random = RandomState::new();
+    for attempt in 0u32..1000 {
+        let port = 20000 + (random.hash_one(attempt) % 12000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free TCP port in 20000-31999");
 }
 
 /// Starts the proxy as efs-utils does: `setsid efs-proxy CONFIG --tls`, stdout to /dev/null,

@@ -89,20 +89,9 @@ tport=${target##*:}
 echo "mount target on $target; the guest dials 10.0.2.2:$tport"
 
 step "guest: Linux 6.1 in QEMU running container/entrypoint.sh (efs-proxy + NFSv4.2 mount + efs-webdav)"
-# host_port: a port below the kernel's ephemeral range (32768-) with no socket on it at all,
-# so QEMU can bind the forward (lib.sh's free_port only avoids listeners).
-host_port() {
-  local p i
-  for i in $(seq 1 200); do
-    p=$((20000 + (RANDOM + i) % 12000))
-    [ -n "$(ss -Htan "sport = :$p" 2>/dev/null)" ] || { echo "$p"; return 0; }
-  done
-  die "no free TCP port found in 20000-31999"
-}
-
 # start_guest: boots the guest with WebDAV forwarded to a new host port ($hport, $url).
 start_guest() {
-  hport=$(host_port)
+  hport=$(free_port)
   url=http://127.0.0.1:$hport
   NFS_PORT=$tport EXPORT_DIR=$GDIR/export \
     KVMNFS_GUEST_TEST=$ROOT/tests/e2e/container-guest-test.sh \

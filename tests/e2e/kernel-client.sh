@@ -117,9 +117,12 @@ iam)
   ;;
 dropin)
   step "proxy: efs-proxy CONFIG --tls (efs-utils drop-in: config file, pid file, log file)"
-  pport=$(free_port)
-  # The config efs-utils 3.2.0 writes for an S3 Files mount, pointed at this test's files.
-  cat >"$TMP/efs-proxy.conf" <<CONF
+  # The drop-in listens where its config says (as efs-utils writes it), so this script picks
+  # the port; if something takes it between pick and bind, pick again (at most 3 times).
+  for attempt in 1 2 3; do
+    pport=$(free_port)
+    # The config efs-utils 3.2.0 writes for an S3 Files mount, pointed at this test's files.
+    cat >"$TMP/efs-proxy.conf" <<CONF
 fips = no
 foreground = yes
 socket = l:SO_REUSEADDR=yes
@@ -149,9 +152,14 @@ fs_id = fs-0123456789abcdef0
 region = us-east-1
 efs_utils_version = 3.2.0
 CONF
-  setsid "$BIN_DIR/efs-proxy" "$TMP/efs-proxy.conf" --tls >/dev/null 2>"$TMP/proxy-stderr.log" </dev/null &
-  pids+=($!)
-  wait_port "$pport" 10 || die "drop-in efs-proxy did not listen on 127.0.0.1:$pport"
+    setsid "$BIN_DIR/efs-proxy" "$TMP/efs-proxy.conf" --tls >/dev/null 2>"$TMP/proxy-stderr.log" </dev/null &
+    pids+=($!)
+    wait_port "$pport" 10 && break
+    if [ "$attempt" -eq 3 ] || ! grep -q "Address already in use" "$TMP/proxy-stderr.log"; then
+      die "drop-in efs-proxy did not listen on 127.0.0.1:$pport"
+    fi
+    echo "port $pport was taken before the proxy bound it; picking another"
+  done
   [ "$(cat "$TMP/stunnel.pid")" = "${pids[-1]}" ] || die "pid file does not hold the proxy's pid"
   # The rest of this script reads the proxy's log under one name.
   ln -s "$TMP/proxy-file.log" "$TMP/proxy.log"

@@ -47,15 +47,20 @@ wait_port() {
   done
 }
 
-# free_port: print a TCP port in 20000-59999 on which nothing listens right now.
-# (Racy by nature; the callers bind it within a second.)
+# free_port: print a TCP port with no socket on it right now, below the kernel's ephemeral
+# range (ip_local_port_range, 32768- by default).  Outgoing connections take their local
+# ports from that range, and a listener cannot bind a port an established socket holds
+# ("Address already in use"), so a port picked there can be taken between pick and bind;
+# CI once failed that way.  Racy by nature still; the callers bind it within a second.
 free_port() {
-  local p i
+  local p i low=32768
+  read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+  [ "$low" -gt 21024 ] || die "ip_local_port_range starts at $low; free_port needs ports 20000-$((low - 1)) outside it"
   for i in $(seq 1 200); do
-    p=$((20000 + (RANDOM * 32768 + RANDOM + i) % 40000))
-    port_listening "$p" || { echo "$p"; return 0; }
+    p=$((20000 + (RANDOM * 32768 + RANDOM + i) % (low - 20000)))
+    [ -n "$(ss -Htan "sport = :$p" 2>/dev/null)" ] || { echo "$p"; return 0; }
   done
-  die "no free TCP port found in 20000-59999"
+  die "no free TCP port found in 20000-$((low - 1))"
 }
 
 # now: wall-clock seconds with microseconds (bash 5 EPOCHREALTIME, no forks).

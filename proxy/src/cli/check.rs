@@ -216,13 +216,13 @@ async fn settle(args: &CheckArgs) -> Result<(Settled, String), ConfigError> {
             let mut spec = iam
                 .fields
                 .spec(fs_id, &region, service)
-                .map_err(|e| config_error(format!("{e:#}"), "correct the value"))?;
+                .map_err(|e| config_error(super::report(&e), "correct the value"))?;
             if let Some(secs) = iam.cert_lifetime {
                 spec.lifetime = Duration::from_secs(secs);
             }
             let key = load_key(args.server.key.as_deref()).await.map_err(|e| {
                 config_error(
-                    format!("{e:#}"),
+                    super::report(&e),
                     "--key must be a PEM private key (RSA), or a path where one can be created",
                 )
             })?;

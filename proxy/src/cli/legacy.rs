@@ -158,7 +158,10 @@ impl ReloadSource {
                 handle.replace(config);
                 info!("SIGHUP: reloaded certificate, key and CA; new connections use them");
             }
-            Err(e) => error!("SIGHUP: reload failed, keeping the previous certificate: {e:#}"),
+            Err(e) => error!(
+                "SIGHUP: reload failed, keeping the previous certificate: {}",
+                super::report(&e)
+            ),
         }
     }
 }

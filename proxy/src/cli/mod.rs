@@ -20,3 +20,62 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     }
     builder.enable_all().build()
 }
+
+/// One line for an error and its causes, each cause once.
+///
+/// anyhow's `{:#}` appends every cause in the chain, but many of our errors (and rustls',
+/// std's) already quote their cause in their own message, which would print it twice
+/// ("…: Address already in use (os error 98): Address already in use (os error 98)").
+/// A cause whose text is already in the line is skipped.
+pub fn report(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::report;
+    use std::io;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read {path}: {source}")]
+    struct Quoting {
+        path: &'static str,
+        source: io::Error,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot listen")]
+    struct Silent {
+        #[source]
+        source: io::Error,
+    }
+
+    #[test]
+    fn a_quoted_cause_is_printed_once() {
+        let e = anyhow::Error::new(Quoting {
+            path: "/x",
+            source: io::Error::other("denied"),
+        });
+        assert_eq!(report(&e), "cannot read /x: denied");
+    }
+
+    #[test]
+    fn an_unquoted_cause_is_appended() {
+        let e = anyhow::Error::new(Silent {
+            source: io::Error::other("in use"),
+        })
+        .context("starting");
+        assert_eq!(report(&e), "starting: cannot listen: in use");
+    }
+}
