@@ -10,6 +10,7 @@ pub mod mount_target;
 pub mod pki;
 pub mod process;
 pub mod responder;
+pub mod sts_sso_endpoint;
 
 pub use iam_verify::{IamVerifier, Refusal};
 pub use mount_target::{Backend, BindBehaviour, FakeMountTarget, MountTargetConfig, ServerTls};

@@ -220,6 +220,7 @@ fn init_logging(config: &DropInConfig) -> anyhow::Result<()> {
         LogDestination::Off => None,
     };
     tracing_subscriber::registry()
+        .with(super::without_request_dumps())
         .with(stderr)
         .with(main)
         .init();

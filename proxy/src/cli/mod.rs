@@ -7,6 +7,9 @@ pub mod legacy;
 pub mod run;
 pub mod target;
 
+use tracing::{Level, Metadata};
+use tracing_subscriber::filter::{FilterFn, filter_fn};
+
 /// The Tokio runtime of every subcommand: multi-threaded, one worker per core unless
 /// `EFS_PROXY_WORKER_THREADS` says otherwise (the benchmark compares settings with it).
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
@@ -19,6 +22,23 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         builder.worker_threads(n);
     }
     builder.enable_all().build()
+}
+
+/// A global log filter that drops aws-smithy-runtime's request and response dumps.
+///
+/// At TRACE its orchestrator logs every request it sends (`transmitting request`) and every
+/// response (`received response from service`) with all their headers. Its `Headers` debug
+/// output redacts only a fixed list (`authorization`, `x-amz-security-token`, …), so with
+/// `--log-level trace` the SSO portal's `x-amz-sso_bearer_token` (an IAM Identity Center
+/// access token, good for hours) went to the log in clear, as `proxy/tests/iam.rs` (SSO)
+/// showed; by the same list, so would IMDSv2's `x-aws-ec2-metadata-token`. These two events
+/// are dropped, whatever the level or `RUST_LOG`; every other TRACE event stays.
+pub fn without_request_dumps() -> FilterFn<fn(&Metadata<'_>) -> bool> {
+    fn keep(meta: &Metadata<'_>) -> bool {
+        !(*meta.level() == Level::TRACE
+            && meta.target() == "aws_smithy_runtime::client::orchestrator")
+    }
+    filter_fn(keep as fn(&Metadata<'_>) -> bool)
 }
 
 /// One line for an error and its causes, each cause once.
