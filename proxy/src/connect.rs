@@ -19,6 +19,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use crate::error::{ConnectError, tls_hint};
+use crate::readahead::ReadAhead;
 use crate::tls::TlsConfigHandle;
 
 /// How the server leg is secured.
@@ -45,9 +46,10 @@ pub struct Dialer {
     pub keepalive: Option<Keepalive>,
 }
 
-/// A connection to the mount target.
+/// A connection to the mount target. Under TLS, rustls reads the socket through
+/// [`ReadAhead`] (large reads instead of its 4 KiB ones).
 pub enum ServerStream {
-    Tls(Box<TlsStream<TcpStream>>),
+    Tls(Box<TlsStream<ReadAhead<TcpStream>>>),
     Plain(TcpStream),
 }
 
@@ -84,7 +86,7 @@ impl Dialer {
                 server_name,
             } => {
                 let connector = TlsConnector::from(config.current());
-                let handshake = connector.connect(server_name.clone(), tcp);
+                let handshake = connector.connect(server_name.clone(), ReadAhead::new(tcp));
                 let name = server_name.to_str().into_owned();
                 match timeout(self.connect_timeout, handshake).await {
                     Ok(Ok(tls)) => Ok((ServerStream::Tls(Box::new(tls)), addr)),

@@ -55,6 +55,8 @@ pub mod logfile;
 #[doc(hidden)]
 pub mod proxy;
 #[doc(hidden)]
+pub mod readahead;
+#[doc(hidden)]
 pub mod scale;
 #[doc(hidden)]
 pub mod stats;

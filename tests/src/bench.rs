@@ -152,7 +152,9 @@ pub async fn throughput(
         }
         let (_, len) = tokio::time::timeout(Duration::from_secs(30), next_reply(&mut reader))
             .await
-            .context("no reply for 30 s")??;
+            .with_context(|| {
+                format!("no reply for 30 s ({flow:?}: {sent} calls sent, {replies} replies)")
+            })??;
         replies += 1;
         moved += match flow {
             Flow::Write => size as u64,

@@ -14,6 +14,11 @@
 //! one-core AES-128-GCM rate (`openssl speed`) as the TLS ceiling, and the proxy's throughput
 //! with 1, 2 and 4 multiplexed connections. Printed as a table and written as JSON.
 //!
+//! Before/after: `--baseline NAME=PATH` measures another `efs-proxy` binary (an earlier
+//! build) in the same run, and `--rounds N` measures the proxies N times in alternation and
+//! reports medians, so a change of a few percent is not lost in the machine's noise.
+//! `tests/bench/compare.sh REV` builds REV and does both.
+//!
 //! Run it with `tests/bench/run.sh` (release build).
 
 use std::net::SocketAddr;
@@ -32,7 +37,9 @@ use tokio::process::{Child, Command};
 #[derive(Parser)]
 #[command(
     name = "efs-bench",
-    about = "efs-proxy against direct, socat and stunnel"
+    about = "efs-proxy against direct, socat and stunnel",
+    // A later option wins (tests/bench/compare.sh passes defaults the caller can override).
+    args_override_self = true
 )]
 struct Args {
     /// Seconds of each throughput measurement.
@@ -50,6 +57,27 @@ struct Args {
     /// Measure only these forwarders (direct, socat, stunnel, efs-proxy); default: all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Also measure another efs-proxy binary under this name (repeatable), e.g.
+    /// `before=/tmp/efs-proxy-old`: before/after figures from one run.
+    #[arg(long, value_name = "NAME=PATH", value_parser = parse_baseline)]
+    baseline: Vec<(String, PathBuf)>,
+    /// Measure efs-proxy and the baselines this many times, alternating, and report the
+    /// median of each figure.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=50))]
+    rounds: u32,
+}
+
+fn parse_baseline(text: &str) -> Result<(String, PathBuf), String> {
+    let (name, path) = text
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=PATH, got {text:?}"))?;
+    let path = PathBuf::from(path);
+    if name.is_empty() || !path.is_file() {
+        return Err(format!(
+            "{text:?}: expected NAME=PATH of an efs-proxy binary"
+        ));
+    }
+    Ok((name.to_string(), path))
 }
 
 impl Args {
@@ -134,9 +162,9 @@ fn free_addr() -> anyhow::Result<SocketAddr> {
 }
 
 /// Figures of one forwarder.
-#[derive(Default, Debug)]
+#[derive(Default, Debug, Clone)]
 struct Figures {
-    name: &'static str,
+    name: String,
     first_call_ms: f64,
     p50_us: f64,
     p99_us: f64,
@@ -149,13 +177,24 @@ struct Figures {
 }
 
 async fn measure(
-    name: &'static str,
+    name: &str,
+    addr: SocketAddr,
+    process: Option<u32>,
+    args: &Args,
+) -> anyhow::Result<Figures> {
+    measure_one(name, addr, process, args)
+        .await
+        .with_context(|| format!("measuring {name} on {addr}"))
+}
+
+async fn measure_one(
+    name: &str,
     addr: SocketAddr,
     process: Option<u32>,
     args: &Args,
 ) -> anyhow::Result<Figures> {
     let mut f = Figures {
-        name,
+        name: name.to_string(),
         ..Default::default()
     };
     let mut firsts = Vec::new();
@@ -193,6 +232,31 @@ async fn measure(
         drop(open);
     }
     Ok(f)
+}
+
+/// The median of each figure over rounds of one forwarder.
+fn median(rounds: &[Figures]) -> Figures {
+    fn mid(mut v: Vec<f64>) -> f64 {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    }
+    let of = |get: fn(&Figures) -> f64| mid(rounds.iter().map(get).collect());
+    let of_opt = |get: fn(&Figures) -> Option<f64>| {
+        let v: Option<Vec<f64>> = rounds.iter().map(get).collect();
+        v.map(mid)
+    };
+    Figures {
+        name: rounds[0].name.clone(),
+        first_call_ms: of(|f| f.first_call_ms),
+        p50_us: of(|f| f.p50_us),
+        p99_us: of(|f| f.p99_us),
+        write_mib_s: of(|f| f.write_mib_s),
+        read_mib_s: of(|f| f.read_mib_s),
+        cpu_s_per_gib: of_opt(|f| f.cpu_s_per_gib),
+        rss_idle_kib: of_opt(|f| f.rss_idle_kib.map(|k| k as f64)).map(|k| k as u64),
+        rss_load_kib: of_opt(|f| f.rss_load_kib.map(|k| k as f64)).map(|k| k as u64),
+        idle_conn_kib: of_opt(|f| f.idle_conn_kib),
+    }
 }
 
 /// One core's AES-128-GCM rate in MiB/s, from `openssl speed`.
@@ -322,12 +386,22 @@ async fn main() -> anyhow::Result<()> {
         }
         a
     };
+    // The proxies (this build and any baselines), each in a fresh process per round,
+    // alternating so that drifts of the machine's load hit all of them alike.
+    let mut proxies = Vec::new();
     if args.wants("efs-proxy") {
-        let proxy = announced(&proxy_bin, &proxy_args(tls_target.addr, false)).await?;
-        eprintln!("measuring efs-proxy ...");
-        results.push(measure("efs-proxy", proxy.addr, Some(proxy.pid()), &args).await?);
-        drop(proxy);
+        proxies.push(("efs-proxy".to_string(), proxy_bin.clone()));
     }
+    proxies.extend(args.baseline.iter().cloned());
+    let mut rounds: Vec<Vec<Figures>> = vec![Vec::new(); proxies.len()];
+    for round in 1..=args.rounds {
+        for (i, (name, bin)) in proxies.iter().enumerate() {
+            let proxy = announced(bin, &proxy_args(tls_target.addr, false)).await?;
+            eprintln!("measuring {name} (round {round} of {}) ...", args.rounds);
+            rounds[i].push(measure(name, proxy.addr, Some(proxy.pid()), &args).await?);
+        }
+    }
+    results.extend(rounds.iter().map(|r| median(r)));
 
     let ceiling = aes_gcm_ceiling().await.unwrap_or(f64::NAN);
 
@@ -378,15 +452,16 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
-    report(&results, ceiling, &curve, &args.json)
+    report(&results, &args, ceiling, &curve)
 }
 
 fn report(
     results: &[Figures],
+    args: &Args,
     ceiling: f64,
     curve: &[(usize, f64)],
-    json_path: &Path,
 ) -> anyhow::Result<()> {
+    let json_path = args.json.as_path();
     let opt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
     let optk = |v: Option<u64>| v.map_or("-".to_string(), |v| format!("{:.1}", v as f64 / 1024.0));
     println!(
@@ -421,7 +496,36 @@ fn report(
             opt(f.idle_conn_kib),
         );
     }
+    if args.rounds > 1 {
+        println!("(efs-proxy rows: medians of {} rounds)", args.rounds);
+    }
     let get = |name: &str| results.iter().find(|f| f.name == name);
+    let comparisons: Vec<_> = match get("efs-proxy") {
+        Some(after) => args
+            .baseline
+            .iter()
+            .filter_map(|(name, _)| get(name))
+            .map(|before| before_after(before, after))
+            .collect(),
+        None => Vec::new(),
+    };
+    let write_json = |ratios: serde_json::Value| -> anyhow::Result<()> {
+        let figures: Vec<_> = results.iter().map(Figures::to_json).collect();
+        let doc = json!({
+            "figures": figures,
+            "rounds": args.rounds,
+            "aes_128_gcm_one_core_mib_s": ceiling,
+            "ratios": ratios,
+            "before_after": comparisons,
+            "multiplex_write_mib_s": curve.iter().map(|(n, m)| json!({"connections": n, "mib_s": m})).collect::<Vec<_>>(),
+        });
+        if let Some(parent) = json_path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(json_path, serde_json::to_string_pretty(&doc)?)?;
+        println!("\nJSON: {}", json_path.display());
+        Ok(())
+    };
     let (Some(direct), Some(socat), Some(stunnel), Some(proxy)) = (
         get("direct"),
         get("socat"),
@@ -429,7 +533,7 @@ fn report(
         get("efs-proxy"),
     ) else {
         println!("\n(ratios need all four forwarders; --only measured a subset)");
-        return Ok(());
+        return write_json(serde_json::Value::Null);
     };
     let ratio = |a: f64, b: f64| a / b;
     let added_proxy = proxy.p50_us - direct.p50_us;
@@ -467,27 +571,7 @@ fn report(
         }
     }
 
-    let figures: Vec<_> = results
-        .iter()
-        .map(|f| {
-            json!({
-                "name": f.name,
-                "first_call_ms": f.first_call_ms,
-                "latency_p50_us": f.p50_us,
-                "latency_p99_us": f.p99_us,
-                "write_mib_s": f.write_mib_s,
-                "read_mib_s": f.read_mib_s,
-                "cpu_s_per_gib": f.cpu_s_per_gib,
-                "rss_idle_kib": f.rss_idle_kib,
-                "rss_load_kib": f.rss_load_kib,
-                "idle_connection_kib": f.idle_conn_kib,
-            })
-        })
-        .collect();
-    let doc = json!({
-        "figures": figures,
-        "aes_128_gcm_one_core_mib_s": ceiling,
-        "ratios": {
+    write_json(json!({
             "write_vs_stunnel": ratio(proxy.write_mib_s, stunnel.write_mib_s),
             "write_vs_socat": ratio(proxy.write_mib_s, socat.write_mib_s),
             "read_vs_stunnel": ratio(proxy.read_mib_s, stunnel.read_mib_s),
@@ -496,13 +580,52 @@ fn report(
             "added_latency_p50_us": added_proxy,
             "socat_added_latency_p50_us": added_socat,
             "cpu_per_gib_vs_stunnel": proxy.cpu_s_per_gib.zip(stunnel.cpu_s_per_gib).map(|(p, s)| p / s),
-        },
-        "multiplex_write_mib_s": curve.iter().map(|(n, m)| json!({"connections": n, "mib_s": m})).collect::<Vec<_>>(),
-    });
-    if let Some(parent) = json_path.parent() {
-        std::fs::create_dir_all(parent)?;
+    }))
+}
+
+impl Figures {
+    fn to_json(&self) -> serde_json::Value {
+        json!({
+            "name": self.name,
+            "first_call_ms": self.first_call_ms,
+            "latency_p50_us": self.p50_us,
+            "latency_p99_us": self.p99_us,
+            "write_mib_s": self.write_mib_s,
+            "read_mib_s": self.read_mib_s,
+            "cpu_s_per_gib": self.cpu_s_per_gib,
+            "rss_idle_kib": self.rss_idle_kib,
+            "rss_load_kib": self.rss_load_kib,
+            "idle_connection_kib": self.idle_conn_kib,
+        })
     }
-    std::fs::write(json_path, serde_json::to_string_pretty(&doc)?)?;
-    println!("\nJSON: {}", json_path.display());
-    Ok(())
+}
+
+/// Prints and returns this build's figures as ratios to a baseline's (after / before).
+fn before_after(before: &Figures, after: &Figures) -> serde_json::Value {
+    let r = |a: f64, b: f64| a / b;
+    let cpu = after
+        .cpu_s_per_gib
+        .zip(before.cpu_s_per_gib)
+        .map(|(a, b)| a / b);
+    let rss = after
+        .rss_load_kib
+        .zip(before.rss_load_kib)
+        .map(|(a, b)| a as f64 / b as f64);
+    println!(
+        "\nefs-proxy / {}: WRITE {:.3}x  READ {:.3}x  p50 {:.3}x  CPU per GiB {}  RSS load {}",
+        before.name,
+        r(after.write_mib_s, before.write_mib_s),
+        r(after.read_mib_s, before.read_mib_s),
+        r(after.p50_us, before.p50_us),
+        cpu.map_or("-".into(), |c| format!("{c:.3}x")),
+        rss.map_or("-".into(), |c| format!("{c:.3}x")),
+    );
+    json!({
+        "baseline": before.name,
+        "write": r(after.write_mib_s, before.write_mib_s),
+        "read": r(after.read_mib_s, before.read_mib_s),
+        "latency_p50": r(after.p50_us, before.p50_us),
+        "cpu_per_gib": cpu,
+        "rss_load": rss,
+    })
 }
