@@ -805,6 +805,27 @@ fn env_of<'a>(world: &'a World, extra: &'a [(&'static str, String)]) -> Vec<(&'a
     world.env(&extra)
 }
 
+/// Starts the proxy at trace level with `extra` arguments and environment, and checks that
+/// a NULL call gets through (certificate accepted, bind done); panics with `what` and the
+/// proxy's log otherwise.
+async fn bound_at_trace(
+    world: &World,
+    extra_args: &[&str],
+    extra_env: &[(&'static str, String)],
+    what: &str,
+) -> ProxyProcess {
+    let mut args = extra_args.to_vec();
+    args.extend(["--log-level", "trace"]);
+    let proxy = ProxyProcess::spawn_with_env(bin(), world.args(&args), &env_of(world, extra_env))
+        .await
+        .unwrap();
+    let mut client = connect(proxy.addr()).await;
+    null_call(&mut client, 1)
+        .await
+        .unwrap_or_else(|| panic!("{what}: no bind\n{}", proxy.log()));
+    proxy
+}
+
 /// The session token in the certificate the target accepted last.
 fn last_session_token(world: &World) -> Option<String> {
     let seen = world.target.observations();
@@ -834,17 +855,7 @@ async fn web_identity_credentials_from_sts_sign_certificates_and_never_reach_the
         ("AWS_ROLE_SESSION_NAME", "efs-proxy-irsa".to_string()),
     ];
     extra.extend(sts_sso_env(&sts.url()));
-    let proxy = ProxyProcess::spawn_with_env(
-        bin(),
-        world.args(&["--key", &key, "--log-level", "trace"]),
-        &env_of(&world, &extra),
-    )
-    .await
-    .unwrap();
-    let mut client = connect(proxy.addr()).await;
-    null_call(&mut client, 1)
-        .await
-        .expect("web identity credentials bind");
+    let proxy = bound_at_trace(&world, &["--key", &key], &extra, "web identity").await;
 
     assert_eq!(
         sts.calls(),
@@ -919,17 +930,13 @@ async fn assume_role_profiles_call_sts_signed_with_the_source_profile() {
     .unwrap();
     let extra = sts_sso_env(&sts.url());
     let env = env_of(&world, &extra);
-    let proxy = ProxyProcess::spawn_with_env(
-        bin(),
-        world.args(&["--key", &key, "--profile", "mount", "--log-level", "trace"]),
-        &env,
+    let proxy = bound_at_trace(
+        &world,
+        &["--key", &key, "--profile", "mount"],
+        &extra,
+        "assume-role",
     )
-    .await
-    .unwrap();
-    let mut client = connect(proxy.addr()).await;
-    null_call(&mut client, 1)
-        .await
-        .expect("assumed-role credentials bind");
+    .await;
 
     assert_eq!(
         sts.calls(),
@@ -1047,17 +1054,7 @@ async fn sso_profiles_get_role_credentials_with_the_cached_token() {
     for profile in ["sso-session", "sso-legacy"] {
         let mut extra = vec![("AWS_PROFILE", profile.to_string())];
         extra.extend(sts_sso_env(&portal.url()));
-        let proxy = ProxyProcess::spawn_with_env(
-            bin(),
-            world.args(&["--key", &key, "--log-level", "trace"]),
-            &env_of(&world, &extra),
-        )
-        .await
-        .unwrap();
-        let mut client = connect(proxy.addr()).await;
-        null_call(&mut client, 1)
-            .await
-            .unwrap_or_else(|| panic!("{profile}: SSO credentials bind\n{}", proxy.log()));
+        let proxy = bound_at_trace(&world, &["--key", &key], &extra, profile).await;
         assert_eq!(last_session_token(&world).as_deref(), Some(token));
         let log = proxy.log();
         assert!(
