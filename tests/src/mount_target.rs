@@ -439,7 +439,12 @@ where
     }
     let mut reply = BytesMut::new();
     if respond_record(responder, record.message(), &mut reply) {
-        framed.get_mut().write_all(&reply).await?;
+        let stream = framed.get_mut();
+        stream.write_all(&reply).await?;
+        // A TLS stream takes plaintext it cannot send yet when the socket is full, and
+        // nothing sends it while this task waits for the next call: without the flush a
+        // client waiting for this reply waits forever (the benchmark stalled this way).
+        stream.flush().await?;
     }
     Ok(())
 }
