@@ -34,7 +34,7 @@ use tokio_util::codec::{Decoder, FramedRead};
 use tracing::{debug, info, warn};
 
 use crate::stats::{Direction, Stats};
-use crate::writer::RecordWriter;
+use crate::writer::{Hold, RecordWriter};
 
 /// Bytes a writer may queue before the other side stops being read.
 pub const WRITE_QUEUE_LIMIT: usize = 256 * 1024;
@@ -135,7 +135,7 @@ impl<S: AsyncRead + AsyncWrite> Leg<S> {
             early,
             early_error,
             reader,
-            writer: RecordWriter::new(write, WRITE_QUEUE_LIMIT),
+            writer: RecordWriter::new(write, WRITE_QUEUE_LIMIT, Hold::Copy),
             in_flight: 0,
             in_flight_bytes: 0,
         }
@@ -255,7 +255,7 @@ where
         let (read, write) = tokio::io::split(client);
         Session {
             client_reader: FramedRead::new(read, RecordCodec::new(limits.max_record_size)),
-            client_writer: RecordWriter::new(write, WRITE_QUEUE_LIMIT),
+            client_writer: RecordWriter::new(write, WRITE_QUEUE_LIMIT, Hold::InPlace),
             legs: vec![first],
             staged: None,
             calls: HashMap::new(),
