@@ -37,14 +37,17 @@ pub enum Hold {
     Copy,
 }
 
+/// What a [`RecordWriter`] holds, by [`Hold`].
+enum Held {
+    InPlace(VecDeque<Bytes>),
+    /// Keeps its allocation when drained.
+    Copied(BytesMut),
+}
+
 /// Queues records and writes them out, applying back-pressure past `limit` queued bytes.
 pub struct RecordWriter<W> {
     io: W,
-    hold: Hold,
-    /// Records held in place ([`Hold::InPlace`]).
-    queue: VecDeque<Bytes>,
-    /// Copied records ([`Hold::Copy`]); keeps its allocation when drained.
-    copied: BytesMut,
+    held: Held,
     queued: usize,
     limit: usize,
     /// Bytes were handed to `io` since its last flush. A TLS stream accepts plaintext it
@@ -58,9 +61,10 @@ impl<W: AsyncWrite + Unpin> RecordWriter<W> {
     pub fn new(io: W, limit: usize, hold: Hold) -> Self {
         RecordWriter {
             io,
-            hold,
-            queue: VecDeque::new(),
-            copied: BytesMut::new(),
+            held: match hold {
+                Hold::InPlace => Held::InPlace(VecDeque::new()),
+                Hold::Copy => Held::Copied(BytesMut::new()),
+            },
             queued: 0,
             limit,
             unflushed: false,
@@ -90,9 +94,9 @@ impl<W: AsyncWrite + Unpin> RecordWriter<W> {
     /// Queues one record's wire bytes (call after `poll_ready`).
     pub fn push(&mut self, wire: Bytes) {
         self.queued += wire.len();
-        match self.hold {
-            Hold::InPlace => self.queue.push_back(wire),
-            Hold::Copy => self.copied.extend_from_slice(&wire),
+        match &mut self.held {
+            Held::InPlace(queue) => queue.push_back(wire),
+            Held::Copied(buffer) => buffer.extend_from_slice(&wire),
         }
     }
 
@@ -114,22 +118,18 @@ impl<W: AsyncWrite + Unpin> RecordWriter<W> {
 
     /// One write from the front of what is held.
     fn poll_write_some(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.hold == Hold::Copy {
-            let written = ready!(Pin::new(&mut self.io).poll_write(cx, &self.copied))?;
-            if written == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+        let io = Pin::new(&mut self.io);
+        let written = match &self.held {
+            Held::Copied(buffer) => ready!(io.poll_write(cx, buffer))?,
+            Held::InPlace(queue) => {
+                let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+                let count = queue.len().min(MAX_SLICES);
+                for (slice, bytes) in slices.iter_mut().zip(queue.iter()) {
+                    *slice = IoSlice::new(bytes);
+                }
+                ready!(io.poll_write_vectored(cx, &slices[..count]))?
             }
-            self.unflushed = true;
-            self.copied.advance(written);
-            self.queued -= written;
-            return Poll::Ready(Ok(()));
-        }
-        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-        let count = self.queue.len().min(MAX_SLICES);
-        for (slice, bytes) in slices.iter_mut().zip(self.queue.iter()) {
-            *slice = IoSlice::new(bytes);
-        }
-        let written = ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]))?;
+        };
         if written == 0 {
             return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
         }
@@ -140,13 +140,20 @@ impl<W: AsyncWrite + Unpin> RecordWriter<W> {
 
     fn consume(&mut self, mut written: usize) {
         self.queued -= written;
+        let queue = match &mut self.held {
+            Held::Copied(buffer) => {
+                buffer.advance(written);
+                return;
+            }
+            Held::InPlace(queue) => queue,
+        };
         while written > 0 {
-            let Some(front) = self.queue.front_mut() else {
+            let Some(front) = queue.front_mut() else {
                 return;
             };
             if written >= front.len() {
                 written -= front.len();
-                self.queue.pop_front();
+                queue.pop_front();
             } else {
                 front.advance(written);
                 written = 0;
@@ -245,14 +252,14 @@ mod tests {
             record.is_unique(),
             "the writer keeps no reference to the record"
         );
-        let buffer = writer.copied.as_ptr();
+        let start = |writer: &RecordWriter<_>| match &writer.held {
+            Held::Copied(buffer) => buffer.as_ptr(),
+            Held::InPlace(_) => unreachable!("a copying writer"),
+        };
+        let buffer = start(&writer);
         poll_fn(|cx| writer.poll_flush(cx)).await.unwrap();
         writer.push(record.clone());
-        assert_eq!(
-            writer.copied.as_ptr(),
-            buffer,
-            "the drained buffer is reused"
-        );
+        assert_eq!(start(&writer), buffer, "the drained buffer is reused");
         poll_fn(|cx| writer.poll_flush(cx)).await.unwrap();
         let mut got = vec![0u8; 8192];
         b.read_exact(&mut got).await.unwrap();
