@@ -15,7 +15,8 @@
 //!
 //! Memory per client connection is bounded: each read buffer holds at most one incomplete
 //! record (≤ max record size, grown in steps of at most 2×), and each writer queues at most
-//! [`WRITE_QUEUE_LIMIT`] plus one record. See [`worst_case_memory`].
+//! [`WRITE_QUEUE_LIMIT`] plus one record (a copying writer's buffer may allocate twice that
+//! while it grows). See [`worst_case_memory`].
 
 use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
@@ -53,9 +54,10 @@ const MSG_REPLY: u32 = 1;
 
 /// Upper bound of the memory one client connection can hold in buffers, with `legs` server
 /// connections: a read buffer per socket (up to twice a record while growing) and a write
-/// queue per socket (the limit plus one record).
+/// queue per socket (the limit plus one record, up to twice that allocated while a copying
+/// writer's buffer grows).
 pub fn worst_case_memory(max_record_size: usize, legs: usize) -> usize {
-    let per_socket = 2 * (max_record_size + 4) + WRITE_QUEUE_LIMIT + max_record_size + 4;
+    let per_socket = 2 * (max_record_size + 4) + 2 * (WRITE_QUEUE_LIMIT + max_record_size + 4);
     per_socket * (legs + 1)
 }
 
