@@ -14,9 +14,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use efs_proxy::iam::SigningTime;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use crate::http::{read_request, respond};
 
 /// The answer to one request.
 #[derive(Debug, Clone)]
@@ -71,20 +73,13 @@ impl CredentialsEndpoint {
                 };
                 let (script, count) = (script.clone(), count.clone());
                 tokio::spawn(async move {
-                    // Read the request head; the body (none for GET) is ignored.
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
-                        match stream.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
-                    let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                    let Ok(Some(request)) = read_request(&mut stream).await else {
+                        return;
+                    };
+                    let path = request.path.as_str();
                     let imds = path.starts_with("/latest/");
-                    let imds_session = head.contains("x-aws-ec2-metadata-token:");
-                    let reply = if head.starts_with("put /latest/api/token") {
+                    let imds_session = request.header("x-aws-ec2-metadata-token").is_some();
+                    let reply = if request.method == "PUT" && path == "/latest/api/token" {
                         Err((200, IMDS_SESSION.to_string()))
                     } else if imds && !imds_session {
                         Err((401, String::new()))
@@ -119,18 +114,11 @@ impl CredentialsEndpoint {
                         },
                     };
                     // IMDSv2 session tokens come with their lifetime.
-                    let ttl = if body == IMDS_SESSION {
-                        "x-aws-ec2-metadata-token-ttl-seconds: 21600\r\n"
-                    } else {
-                        ""
-                    };
-                    let response = format!(
-                        "HTTP/1.1 {status} X\r\n{ttl}Content-Type: application/json\r\n\
-                         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                    stream.write_all(response.as_bytes()).await.ok();
-                    stream.shutdown().await.ok();
+                    let mut headers = vec![("Content-Type", "application/json")];
+                    if body == IMDS_SESSION {
+                        headers.push(("x-aws-ec2-metadata-token-ttl-seconds", "21600"));
+                    }
+                    respond(&mut stream, status, &headers, &body).await;
                 });
             }
         });

@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod credentials_endpoint;
+mod http;
 pub mod iam_verify;
 pub mod load;
 pub mod mount_target;

@@ -31,12 +31,11 @@ use std::time::{Duration, SystemTime};
 
 use efs_proxy::iam::SigningTime;
 use ring::digest::{SHA1_FOR_LEGACY_USE_ONLY, SHA256, digest};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-/// Largest request head or body read; more is refused.
-const MAX_PART: usize = 64 * 1024;
+use crate::http::{self, Request, read_request};
+
 /// A role's account, in the ARNs of the answers.
 const ACCOUNT: &str = "123456789012";
 
@@ -168,34 +167,6 @@ pub fn sso_cache_file_name(identifier: &str) -> String {
     )
 }
 
-/// A request as read from the socket.
-struct Request {
-    method: String,
-    /// The path without the query string.
-    path: String,
-    query: String,
-    /// Lower-cased names, values as sent, in order (a name may repeat).
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn line(&self) -> String {
-        if self.query.is_empty() {
-            format!("{} {}", self.method, self.path)
-        } else {
-            format!("{} {}?{}", self.method, self.path, self.query)
-        }
-    }
-}
-
 /// An answer: status, content type, body.
 type Answer = (u16, &'static str, String);
 
@@ -226,85 +197,17 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
             body
         }
     };
-    let response = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         x-amzn-RequestId: 00000000-0000-0000-0000-000000000000\r\nConnection: close\r\n\r\n{body}",
-        if status < 300 { "OK" } else { "Error" },
-        body.len()
-    );
-    stream.write_all(response.as_bytes()).await.ok();
-    stream.shutdown().await.ok();
+    let headers = [
+        ("Content-Type", content_type),
+        ("x-amzn-RequestId", "00000000-0000-0000-0000-000000000000"),
+    ];
+    http::respond(&mut stream, status, &headers, &body).await;
 }
 
 fn record(shared: &Shared, call: Call) {
     if let Ok(mut calls) = shared.calls.lock() {
         calls.push(call);
     }
-}
-
-/// Reads one HTTP/1.1 request with a `Content-Length` body. `Ok(None)`: the peer closed
-/// before sending anything.
-async fn read_request(stream: &mut TcpStream) -> Result<Option<Request>, String> {
-    let mut data = Vec::new();
-    let mut buf = [0u8; 4096];
-    let head_end = loop {
-        if let Some(i) = data.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i;
-        }
-        if data.len() > MAX_PART {
-            return Err("request head larger than 64 KiB".into());
-        }
-        match stream.read(&mut buf).await {
-            Ok(0) if data.is_empty() => return Ok(None),
-            Ok(0) => return Err("connection closed inside the request head".into()),
-            Ok(n) => data.extend_from_slice(&buf[..n]),
-            Err(e) => return Err(format!("read: {e}")),
-        }
-    };
-    let head = std::str::from_utf8(&data[..head_end])
-        .map_err(|_| "request head is not UTF-8".to_string())?;
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next().unwrap_or_default().split(' ');
-    let (Some(method), Some(target), Some(_version)) = (first.next(), first.next(), first.next())
-    else {
-        return Err("malformed request line".into());
-    };
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let mut headers = Vec::new();
-    for line in lines {
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| format!("malformed header line {line:?}"))?;
-        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
-    }
-    let mut request = Request {
-        method: method.to_string(),
-        path: path.to_string(),
-        query: query.to_string(),
-        headers,
-        body: Vec::new(),
-    };
-    if request.header("transfer-encoding").is_some() {
-        return Err("chunked bodies are not supported here".into());
-    }
-    let length: usize = match request.header("content-length") {
-        None => 0,
-        Some(v) => v.parse().map_err(|_| format!("bad content-length {v:?}"))?,
-    };
-    if length > MAX_PART {
-        return Err("body larger than 64 KiB".into());
-    }
-    let mut body = data[head_end + 4..].to_vec();
-    while body.len() < length {
-        match stream.read(&mut buf).await {
-            Ok(0) => return Err("connection closed inside the body".into()),
-            Ok(n) => body.extend_from_slice(&buf[..n]),
-            Err(e) => return Err(format!("read: {e}")),
-        }
-    }
-    body.truncate(length);
-    request.body = body;
-    Ok(Some(request))
 }
 
 /// The call and its answer, or an error status and reason.
@@ -584,6 +487,7 @@ fn xml_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[test]
     fn forms_decode_and_bad_encodings_are_errors() {
