@@ -79,12 +79,8 @@ step "mount target: fake-mount-target (TLS, client certificate required, bind RE
   --server-name "$SERVER_NAME" --bind ready --backend "127.0.0.1:$gport" \
   >"$TMP/target.out" 2>"$TMP/target.log" </dev/null &
 pids+=($!)
-deadline=$((SECONDS + 30))
-until target=$(sed -n 's/^listening on //p' "$TMP/target.out") && [ -n "$target" ]; do
-  kill -0 "${pids[-1]}" 2>/dev/null || die "fake-mount-target exited; see $TMP/target.log"
-  [ "$SECONDS" -lt "$deadline" ] || die "fake-mount-target did not listen within 30 s"
-  sleep 0.05
-done
+target=  # set by await_listening
+await_listening target target "${pids[-1]}"
 tport=${target##*:}
 echo "mount target on $target; the guest dials 10.0.2.2:$tport"
 

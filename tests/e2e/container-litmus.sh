@@ -45,12 +45,8 @@ WEBDAV_USER=someuser WEBDAV_PASSWORD=somepass \
   "$BIN_DIR/efs-webdav" --listen 127.0.0.1:0 --root "$TMP/root" \
   >"$TMP/webdav.out" 2>"$TMP/webdav.log" </dev/null &
 server=$!
-deadline=$((SECONDS + 30))
-until addr=$(sed -n 's/^listening on //p' "$TMP/webdav.out") && [ -n "$addr" ]; do
-  kill -0 "$server" 2>/dev/null || die "efs-webdav exited at start: $(cat "$TMP/webdav.log")"
-  [ "$SECONDS" -lt "$deadline" ] || die "efs-webdav did not listen within 30 s"
-  sleep 0.05
-done
+addr=  # set by await_listening
+await_listening addr webdav "$server"
 log "efs-webdav on $addr serving $TMP/root (basic auth); litmus $(litmus --version | head -n 1): $SUITES"
 
 # litmus writes debug.log into the current directory.

@@ -67,14 +67,7 @@ start_listener() {
   local var=$1 name=$2; shift 2
   "$@" >"$TMP/$name.out" 2>"$TMP/$name.log" </dev/null &
   pids+=($!)
-  local deadline=$((SECONDS + 30)) addr=
-  until [ -n "$addr" ]; do
-    kill -0 "${pids[-1]}" 2>/dev/null || die "$name exited before listening; see $TMP/$name.log"
-    [ "$SECONDS" -lt "$deadline" ] || die "$name did not print 'listening on' within 30 s"
-    sleep 0.05
-    addr=$(sed -n 's/^listening on //p' "$TMP/$name.out")
-  done
-  printf -v "$var" '%s' "$addr"
+  await_listening "$var" "$name" "${pids[-1]}"
 }
 
 step() { printf '\n== %s\n' "$*"; }

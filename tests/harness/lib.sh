@@ -3,7 +3,8 @@
 #
 #   . "$(dirname "$0")/lib.sh"
 #
-# Provides: log, die, need_root, need_cmd, port_listening, wait_port, free_port, now, elapsed,
+# Provides: log, die, need_root, need_cmd, port_listening, wait_port, await_listening,
+# free_port, now, elapsed,
 # and the defaults HARNESS_DIR and KVMNFS_WORK.
 
 # Directory holding the harness scripts (absolute).
@@ -45,6 +46,20 @@ wait_port() {
     [ "$SECONDS" -lt "$deadline" ] || return 1
     sleep 0.05
   done
+}
+
+# await_listening VAR NAME PID: waits (at most 30 s) for the "listening on ADDR" line that
+# PID, started with stdout to $TMP/NAME.out and stderr to $TMP/NAME.log, prints, and stores
+# ADDR in VAR; dies if PID exits first.
+await_listening() {
+  local _var=$1 _name=$2 _pid=$3 _deadline=$((SECONDS + 30)) _addr=
+  until [ -n "$_addr" ]; do
+    kill -0 "$_pid" 2>/dev/null || die "$_name exited before listening; see $TMP/$_name.log"
+    [ "$SECONDS" -lt "$_deadline" ] || die "$_name did not print 'listening on' within 30 s"
+    sleep 0.05
+    _addr=$(sed -n 's/^listening on //p' "$TMP/$_name.out")
+  done
+  printf -v "$_var" '%s' "$_addr"
 }
 
 # free_port: print a TCP port with no socket on it right now, below the kernel's ephemeral
