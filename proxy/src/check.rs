@@ -574,15 +574,15 @@ fn time_of(unix: i64) -> Option<SigningTime> {
 
 /// UTCTime `YYMMDDHHMMSSZ` (years 50–99 are 19xx).
 fn parse_utc_time(bytes: &[u8]) -> Option<SigningTime> {
-    let text = std::str::from_utf8(bytes).ok()?;
-    if text.len() != 13 || !text[..12].bytes().all(|b| b.is_ascii_digit()) {
+    // Checked as bytes first: slicing a `str` at 12 would panic inside a multi-byte character.
+    let [digits @ .., b'Z'] = bytes else {
+        return None;
+    };
+    if digits.len() != 12 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let century = if text.as_bytes()[0] >= b'5' {
-        "19"
-    } else {
-        "20"
-    };
+    let text = std::str::from_utf8(bytes).ok()?;
+    let century = if bytes[0] >= b'5' { "19" } else { "20" };
     SigningTime::parse_amz_date(&format!("{century}{}T{}", &text[..6], &text[6..])).ok()
 }
 
@@ -1975,6 +1975,23 @@ mod tests {
         assert!(parse_mount_target_name("nlb-123.elb.us-east-1.amazonaws.com").is_none());
         assert!(parse_mount_target_name("localhost").is_none());
         assert!(parse_mount_target_name("efs.us-east-1").is_none());
+    }
+
+    #[test]
+    fn utc_times_are_parsed_without_panicking_on_any_bytes() {
+        assert!(parse_utc_time(b"491231235959Z").is_some());
+        assert!(parse_utc_time(b"991231235959Z").is_some());
+        // A multi-byte character across byte 12 used to panic (`str` slicing).
+        for bad in [
+            "12345678901é".as_bytes(),
+            &b"1234567890\xc3\xa9Z"[..],
+            b"1234567890123",
+            b"12345678901Z",
+            b"",
+            b"Z",
+        ] {
+            assert!(parse_utc_time(bad).is_none(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -533,7 +533,11 @@ where
             self.timeout = None;
             return None;
         }
-        let deadline = self.server_progress + limit;
+        // A limit too large for the clock (years) means no deadline, not an overflow panic.
+        let Some(deadline) = self.server_progress.checked_add(limit) else {
+            self.timeout = None;
+            return None;
+        };
         let sleep = self
             .timeout
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));

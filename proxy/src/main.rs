@@ -59,7 +59,17 @@ fn main() -> ExitCode {
     let command = match (cli.command, cli.config) {
         (Some(command), _) => command,
         (None, Some(config)) => return exit_with(cli::legacy::main(&config, cli.tls)),
-        (None, None) => unreachable!("clap requires a subcommand or CONFIG"),
+        // `arg_required_else_help` only fires with no arguments at all: `--log-level info`
+        // alone gets here, and gets a usage error.
+        (None, None) => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            let error = cmd.error(
+                clap::error::ErrorKind::MissingSubcommand,
+                "a subcommand (run, cert, check) or a drop-in CONFIG file is required",
+            );
+            error.exit()
+        }
     };
     init_logging(&cli.log_level);
     let runtime = match cli::runtime() {

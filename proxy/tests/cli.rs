@@ -54,3 +54,15 @@ fn cert_without_key_is_refused() {
     assert_eq!(code, 2);
     assert!(stderr.contains("--key"), "{stderr}");
 }
+
+#[test]
+fn global_options_alone_get_a_usage_error() {
+    // Only a global option: no subcommand, no drop-in CONFIG (this reached `unreachable!`).
+    let (code, _, stderr) = efs_proxy(&["--log-level", "info"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("a subcommand (run, cert, check)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

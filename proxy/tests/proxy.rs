@@ -171,6 +171,22 @@ async fn null_call_and_1_mib_record_pass_through_tls_certificate_and_bind() {
     assert!(log.contains("partition a0a0a0a0"), "{log}");
 }
 
+/// `--server-timeout` at its largest: the deadline would overflow the clock, so it means no
+/// deadline (this call used to panic the session's task on `Instant + Duration`).
+#[tokio::test]
+async fn the_largest_server_timeout_does_not_overflow() {
+    let setup = setup(
+        BindBehaviour::ready(0xa1),
+        Backend::Responder(Responder::Echo),
+    )
+    .await;
+    let proxy_args = with(args(&setup), "--server-timeout", &u64::MAX.to_string());
+    let proxy = ProxyProcess::spawn(bin(), proxy_args).await.unwrap();
+    let mut client = connect(proxy.addr()).await;
+    assert!(call(&mut client, 1, 0, &[]).await.is_empty());
+    assert_eq!(call(&mut client, 2, 1, b"abcd").await, b"abcd");
+}
+
 #[tokio::test]
 async fn a_hundred_clients_are_served_at_once() {
     let setup = setup(BindBehaviour::ready(1), Backend::Responder(Responder::Echo)).await;
