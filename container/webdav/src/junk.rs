@@ -6,12 +6,19 @@
 //! S3 object, so these would litter the bucket with one extra object per file. They are held in
 //! memory instead (see [`crate::overlay`]): refusing them makes Finder fail copies with error
 //! -36, because it treats a failed `._NAME` write as a failed copy.
+//!
+//! Two more names are Finder's own: `Icon\r` ("Icon" and a carriage return), the empty file
+//! whose resource fork holds a folder's custom icon (the icon itself arrives as `._Icon\r`),
+//! which would be one empty object per customized folder; and `.localized`, the marker of a
+//! folder with a localized name, which dav-server's `LocalFs` refuses (403) in its macOS mode,
+//! and a refused file aborts Finder's copy of the folder holding it.
 
-/// True if the last path segment is a Finder metadata file: `.DS_Store` or `._*`.
+/// True if the last path segment is a Finder metadata file: `.DS_Store`, `._*`, `Icon\r` or
+/// `.localized`.
 ///
 /// `name` is one raw path segment (no `/`), as the WebDAV path gives it.
 pub fn is_finder_metadata(name: &[u8]) -> bool {
-    name == b".DS_Store" || name.starts_with(b"._")
+    matches!(name, b".DS_Store" | b"Icon\r" | b".localized") || name.starts_with(b"._")
 }
 
 /// True if the last segment of `path` (raw bytes, `/`-separated, an optional trailing `/`) is a
@@ -31,7 +38,15 @@ mod tests {
 
     #[test]
     fn finder_names() {
-        for name in [".DS_Store", "._x", "._", "._.DS_Store", "._report.pdf"] {
+        for name in [
+            ".DS_Store",
+            "._x",
+            "._",
+            "._.DS_Store",
+            "._report.pdf",
+            "Icon\r",
+            ".localized",
+        ] {
             assert!(is_finder_metadata(name.as_bytes()), "{name}");
         }
         for name in [
@@ -43,6 +58,10 @@ mod tests {
             ".x",
             "",
             ".hidden",
+            "Icon",
+            "Icon\r\n",
+            "icon\r",
+            ".localized2",
         ] {
             assert!(!is_finder_metadata(name.as_bytes()), "{name}");
         }

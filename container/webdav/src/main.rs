@@ -12,11 +12,15 @@ use efs_webdav::{BasicAuth, MemoryLimits, Server, ServerConfig};
 use tracing_subscriber::EnvFilter;
 
 /// WebDAV server for the efs-proxy container: publishes the S3 Files / EFS mount to macOS
-/// Finder (and any WebDAV client). Finder's `._*` and `.DS_Store` files and WebDAV dead
-/// properties are kept in memory, never in the file system.
+/// Finder (and any WebDAV client). Finder's metadata files (`._*`, `.DS_Store`, `Icon\r`,
+/// `.localized`) and WebDAV dead properties are kept in memory, never in the file system.
 ///
 /// Basic authentication is on when WEBDAV_USER is set; the password comes from
 /// WEBDAV_PASSWORD or --password-file (never from the command line, which `ps` shows).
+///
+/// Requests must name the server in Host (localhost, a 127.x address, [::1] or an --allow-host
+/// name, with the --public-port) and carry no foreign Origin: web pages cannot use DNS
+/// rebinding or cross-site requests on the files.
 #[derive(Parser)]
 #[command(name = "efs-webdav", version)]
 struct Args {
@@ -38,6 +42,26 @@ struct Args {
     /// Memory for WebDAV dead properties (PROPPATCH), in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 16)]
     props_limit_mib: usize,
+    /// The port clients connect to, if not the listening one (the host's published port);
+    /// requests whose Host or Origin names another port are refused.
+    #[arg(long, env = "WEBDAV_PUBLIC_PORT", value_name = "PORT")]
+    public_port: Option<u16>,
+    /// A host name accepted in Host and Origin besides localhost, 127.x and [::1]; repeatable
+    /// (the variable takes a comma-separated list).
+    #[arg(
+        long = "allow-host",
+        env = "WEBDAV_ALLOW_HOSTS",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    allow_hosts: Vec<String>,
+    /// Connections served at once; more wait in the listen backlog until one closes.
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// Seconds a request body may go without data; then the request fails (408), the upload
+    /// is discarded and the connection closed.
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    body_timeout: u64,
     /// Seconds in-flight requests get to finish after SIGTERM.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     grace: u64,
@@ -63,11 +87,13 @@ fn main() -> ExitCode {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let auth = auth_from(&args)?;
+    // True only then: with a password nobody gets in without it, and on a loopback address
+    // only this machine (whose browsers the Host and Origin checks hold off) can connect.
     if auth.is_none() && !args.listen.ip().is_loopback() {
         tracing::warn!(
             "serving {} without authentication: whoever reaches this port can read and write \
              the file system; publish it on 127.0.0.1 only, or set WEBDAV_USER and \
-             WEBDAV_PASSWORD",
+             WEBDAV_PASSWORD (or --password-file)",
             args.listen
         );
     }
@@ -76,15 +102,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
         props_bytes: args.props_limit_mib.saturating_mul(1 << 20),
     };
     let server = Server::bind(ServerConfig {
-        listen: args.listen,
-        root: args.root.clone(),
         auth,
         limits,
         grace: Duration::from_secs(args.grace),
+        public_port: args.public_port,
+        allow_hosts: args.allow_hosts.clone(),
+        max_connections: args.max_connections as usize,
+        body_timeout: Duration::from_secs(args.body_timeout),
+        ..ServerConfig::new(args.listen, args.root.clone())
     })
     .await?;
     let addr = server.local_addr().context("reading the listen address")?;
-    tracing::info!(root = %args.root.display(), "serving WebDAV on http://{addr}/");
+    tracing::info!(
+        root = %args.root.display(),
+        public_port = server.public_port(),
+        "serving WebDAV on http://{addr}/"
+    );
     announce(addr)?;
     server.run(stop_signal()).await;
     Ok(())

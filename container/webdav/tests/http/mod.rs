@@ -1,6 +1,8 @@
 //! A small blocking HTTP/1.1 client and a runner for the `efs-webdav` binary, for the
 //! integration tests. Hand-written on purpose: the tests control framing exactly (Finder's
 //! chunked PUT with `X-Expected-Entity-Length`), which a full client library would hide.
+//! Several test files include this module, and each uses a part of it.
+#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -43,11 +45,26 @@ pub fn request(
     headers: &[(&str, &str)],
     body: Body<'_>,
 ) -> Reply {
+    request_to(addr, Some(&addr.to_string()), method, path, headers, body)
+}
+
+/// One request on a fresh connection, with the given Host header (or none).
+pub fn request_to(
+    addr: SocketAddr,
+    host: Option<&str>,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Body<'_>,
+) -> Reply {
     let mut stream = TcpStream::connect(addr).expect("connect to the WebDAV server");
     stream
         .set_read_timeout(Some(Duration::from_secs(120)))
         .expect("read timeout");
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let mut head = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    if let Some(host) = host {
+        head.push_str(&format!("Host: {host}\r\n"));
+    }
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -73,7 +90,8 @@ pub fn request(
     read_reply(&mut BufReader::new(stream), method == "HEAD")
 }
 
-fn read_reply(r: &mut impl BufRead, head_only: bool) -> Reply {
+/// Reads one answer (status line, headers, body).
+pub fn read_reply(r: &mut impl BufRead, head_only: bool) -> Reply {
     let mut line = String::new();
     r.read_line(&mut line).expect("status line");
     let status: u16 = line
@@ -142,6 +160,25 @@ fn read_reply(r: &mut impl BufRead, head_only: bool) -> Reply {
 pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
+    /// Where its stderr goes, if captured ([`start_logged`]).
+    pub log: Option<tempfile::NamedTempFile>,
+}
+
+impl Server {
+    /// What it logged so far (empty if stderr was not captured).
+    pub fn log(&self) -> String {
+        self.log
+            .as_ref()
+            .map(|f| std::fs::read_to_string(f.path()).unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    /// Open file descriptors of the process (Linux /proc).
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .expect("/proc/PID/fd")
+            .count()
+    }
 }
 
 impl Drop for Server {
@@ -154,15 +191,30 @@ impl Drop for Server {
 /// Starts `efs-webdav --listen 127.0.0.1:0 --root ROOT [extra...]` and waits for its
 /// `listening on` line.
 pub fn start(root: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+    launch(root, "127.0.0.1:0", extra, env, false)
+}
+
+/// Like [`start`] on `listen`, with stderr (the log) captured in a file.
+pub fn start_logged(root: &Path, listen: &str, extra: &[&str], env: &[(&str, &str)]) -> Server {
+    launch(root, listen, extra, env, true)
+}
+
+fn launch(root: &Path, listen: &str, extra: &[&str], env: &[(&str, &str)], logged: bool) -> Server {
+    let log = logged.then(|| tempfile::NamedTempFile::new().expect("log file"));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_efs-webdav"));
-    cmd.args(["--listen", "127.0.0.1:0", "--root"])
+    cmd.args(["--listen", listen, "--root"])
         .arg(root)
         .args(extra)
         .env_remove("WEBDAV_USER")
         .env_remove("WEBDAV_PASSWORD")
+        .env_remove("WEBDAV_PUBLIC_PORT")
+        .env_remove("WEBDAV_ALLOW_HOSTS")
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        .stdout(Stdio::piped());
+    match &log {
+        Some(file) => cmd.stderr(Stdio::from(file.reopen().expect("log file"))),
+        None => cmd.stderr(Stdio::inherit()),
+    };
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -170,7 +222,7 @@ pub fn start(root: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
     let deadline = Instant::now() + Duration::from_secs(30);
-    let addr = loop {
+    let addr: SocketAddr = loop {
         assert!(Instant::now() < deadline, "no 'listening on' line");
         match lines.next() {
             Some(Ok(line)) => {
@@ -181,7 +233,21 @@ pub fn start(root: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
             _ => panic!("efs-webdav exited before listening"),
         }
     };
-    Server { child, addr }
+    // A wildcard listen address is reached through loopback.
+    let addr = SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port());
+    Server { child, addr, log }
+}
+
+/// Polls `cond` every 20 ms for up to `secs` seconds.
+pub fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
 }
 
 /// Deterministic pseudo-random bytes (xorshift; fast in debug builds).
