@@ -46,6 +46,7 @@ shellcheck -x "${scripts[@]}"
 
 section "container: static checks (hadolint, docker-mount.sh) and litmus against efs-webdav"
 bash tests/e2e/container-static.sh
+bash tests/e2e/macos-emulation.sh
 bash tests/e2e/container-litmus.sh
 
 if [ "${SKIP_E2E:-0}" != 1 ]; then
@@ -55,6 +56,8 @@ if [ "${SKIP_E2E:-0}" != 1 ]; then
   E2E_MODE=iam bash tests/e2e/kernel-client.sh
   section "end to end, drop-in mode (efs-utils config file)"
   E2E_MODE=dropin bash tests/e2e/kernel-client.sh
+  section "container entrypoint on this host: one diagnosis per failure class (IAM, real peers), argv injection refused"
+  bash tests/e2e/container-entrypoint.sh
   section "end to end: container entrypoint in QEMU (efs-proxy + NFSv4.2 mount + WebDAV)"
   cargo build --release --locked -p efs-proxy -p efs-webdav -p efs-proxy-tests --bins
   bash tests/e2e/container-guest.sh
