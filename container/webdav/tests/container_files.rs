@@ -1,7 +1,7 @@
-//! Structural tests of the container's files (no Docker engine here to build them): the
-//! Dockerfile's stages, base images and runtime contents, the entrypoint's mount line and
-//! interface, and the compose file's privileges and port. hadolint and shellcheck run in
-//! tests/e2e/container-static.sh.
+//! Structural tests of the container's files: the Dockerfile's stages, base images and runtime
+//! contents, the entrypoint's mount line and interface, and the compose file's privileges and
+//! port. hadolint and shellcheck run in tests/e2e/container-static.sh; the image itself is
+//! built and run by podman in tests/e2e/container-image.sh.
 
 use std::path::PathBuf;
 
@@ -80,6 +80,23 @@ fn dockerfile_is_a_two_stage_build_on_bookworm() {
         build.contains("cargo build --release --locked -p efs-proxy -p efs-webdav"),
         "{build}"
     );
+    // Rebuilds reuse the downloads and the compiled dependencies.
+    for cache in [
+        "--mount=type=cache,target=/usr/local/cargo/registry",
+        "--mount=type=cache,target=/src/target",
+    ] {
+        assert!(build.contains(cache), "no {cache}: {build}");
+    }
+    // No debug info in the image's binaries (it was ~100 MB of the image).
+    for strip in [
+        "CARGO_PROFILE_RELEASE_DEBUG=false",
+        "CARGO_PROFILE_RELEASE_STRIP=debuginfo",
+    ] {
+        assert!(
+            build.contains(strip),
+            "binaries not stripped ({strip}): {build}"
+        );
+    }
 
     let runtime = &stages[1].1;
     let runtime_text: String = runtime
@@ -90,26 +107,58 @@ fn dockerfile_is_a_two_stage_build_on_bookworm() {
         .iter()
         .find(|i| i.keyword == "RUN" && i.args.contains("apt-get install"))
         .expect("an apt-get install in the runtime stage");
+    // The packages apt-get installs: from "apt-get install" to the next "&&".
+    let packages: Vec<&str> = install
+        .args
+        .split("apt-get install")
+        .nth(1)
+        .unwrap()
+        .split("&&")
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
     for pkg in [
-        "nfs-common",
+        "--no-install-recommends",
         "ca-certificates",
         "tini",
-        "--no-install-recommends",
+        "mount",
+        // mount.nfs's shared libraries (the rest are in the base image)
+        "libtirpc3",
+        "libgssapi-krb5-2",
     ] {
         assert!(
-            install.args.contains(pkg),
-            "runtime install lacks {pkg}: {}",
-            install.args
+            packages.contains(&pkg),
+            "runtime install lacks {pkg}: {packages:?}"
         );
     }
     assert!(
         install.args.contains("rm -rf /var/lib/apt/lists/*"),
         "apt lists not cleaned"
     );
-    // No Python (nfs-common pulls it in; it is purged), no efs-utils, no stunnel.
+    // mount.nfs comes from nfs-common's .deb without installing the package: the package
+    // depends on python3, and purging python3 with --force-depends broke `apt-get check`
+    // (images FROM this one could not install packages).
     assert!(
-        install.args.contains("dpkg --purge --force-depends"),
-        "python3 is not removed"
+        !packages.contains(&"nfs-common"),
+        "nfs-common installed as a package (it pulls in python3): {packages:?}"
+    );
+    for step in [
+        "apt-get download nfs-common",
+        "dpkg-deb -x nfs-common_*.deb",
+        "install -m 0755 pkg/sbin/mount.nfs /usr/sbin/mount.nfs",
+        "ln -s mount.nfs /usr/sbin/mount.nfs4",
+        "! ldd /usr/sbin/mount.nfs | grep 'not found'",
+    ] {
+        assert!(
+            install.args.contains(step),
+            "missing {step:?}: {}",
+            install.args
+        );
+    }
+    assert!(
+        all.iter().all(|i| !i.args.contains("--force-depends")),
+        "dpkg --force-depends leaves broken dependencies"
     );
     for banned in [
         "amazon-efs-utils",
@@ -163,6 +212,9 @@ fn dockerfile_is_a_two_stage_build_on_bookworm() {
         health.contains(r#"CMD ["/usr/local/bin/entrypoint.sh", "health"]"#),
         "{health}"
     );
+    // The runtime stage's last WORKDIR is / again (it uses /tmp/nfs-common while unpacking).
+    let workdir = runtime.iter().rev().find(|i| i.keyword == "WORKDIR");
+    assert_eq!(workdir.map(|i| i.args.as_str()), Some("/"));
     // No USER root drop: the NFS mount needs root (CAP_SYS_ADMIN) inside the container.
     assert!(runtime.iter().all(|i| i.keyword != "USER"));
 }
