@@ -49,6 +49,13 @@ bash tests/e2e/container-static.sh
 bash tests/e2e/macos-emulation.sh
 bash tests/e2e/container-litmus.sh
 
+if [ "${SKIP_IMAGE:-0}" != 1 ] && [ "$(id -u)" = 0 ]; then
+  section "container image: podman builds container/Dockerfile and runs it (mount failure, litmus, Finder, stop)"
+  bash tests/e2e/container-image.sh
+else
+  skip "container image build and run (SKIP_IMAGE=1 or not root)"
+fi
+
 if [ "${SKIP_E2E:-0}" != 1 ]; then
   section "end to end: kernel client → efs-proxy → mount target → ganesha"
   bash tests/e2e/kernel-client.sh

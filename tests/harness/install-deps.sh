@@ -28,6 +28,8 @@ pkgs=(
   libnfs-utils                                 # nfs-ls/nfs-cat/nfs-cp (NFSv3 + NFSv4.0 only)
   shellcheck                                   # lint for these scripts
   litmus curl                                  # WebDAV: litmus suite, container e2e requests
+  podman runc containernetworking-plugins      # the container image test (runc named: podman
+  iptables debootstrap binutils dash           #   would pick crun, which fails on this host)
   xz-utils gzip util-linux                     # build-guest.sh: vmlinux extraction, flock
   ${EXTRA_PKGS:-}
 )
