@@ -47,7 +47,7 @@ dict_of() {
     record_stream | rpc_message | bind_response | forward | forward_group) echo dict/xdr.dict ;;
     dropin_config) echo dict/dropin.dict ;;
     pem_load) echo dict/pem.dict ;;
-    cert_extensions) echo dict/cert.dict ;;
+    cert_extensions | check_certificates) echo dict/cert.dict ;;
   esac
 }
 

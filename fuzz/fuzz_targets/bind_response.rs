@@ -41,11 +41,14 @@ fuzz_target!(|data: &[u8]| {
     }
 
     match parse_bind_reply(data) {
-        Ok((xid, response)) => {
+        Ok(reply) => {
             let (_, results) = efs_rpc::parse_accepted_reply(data).unwrap();
-            check_response(&response, results.len());
-            let message = bind_reply(xid, &response).unwrap();
-            assert_eq!(parse_bind_reply(&message).unwrap(), (xid, response));
+            // Bytes after the response are ignored, and counted.
+            assert!(reply.trailing <= results.len());
+            check_response(&reply.response, results.len() - reply.trailing);
+            let message = bind_reply(reply.xid, &reply.response).unwrap();
+            let again = parse_bind_reply(&message).unwrap();
+            assert_eq!((again.xid, &again.response, again.trailing), (reply.xid, &reply.response, 0));
         }
         Err(e) => {
             let _ = e.to_string();

@@ -1,6 +1,7 @@
 //! ONC RPC v2 call and reply headers (what the proxy and the test peers decode from a server
 //! or a client): never panic; whatever decodes re-encodes to the same length and decodes to
-//! the same value; the reply and bind-call helpers agree with the header decoder.
+//! the same value; the reply and bind-call helpers agree with the header decoder, and so does
+//! the NFSv4 COMPOUND peek (`nfs4::compound_head`).
 #![no_main]
 
 use efs_rpc::awsfile::{BindCallError, bind_call, parse_bind_call};
@@ -61,6 +62,27 @@ fuzz_target!(|data: &[u8]| {
     if let Ok((xid, id)) = parse_bind_call(data) {
         let call = bind_call(xid, &id).expect("a decoded identifier re-encodes");
         assert_eq!(parse_bind_call(&call), Ok((xid, id)));
+    }
+
+    // The COMPOUND head the forwarder peeks at: only ever found in an NFSv4 COMPOUND call
+    // the full header decoder agrees on, and read from the first words after the header.
+    if let Some(head) = efs_rpc::nfs4::compound_head(data) {
+        let _ = head.needs_bound_connection();
+        if let Ok((header, args)) = RpcMessage::decode(data) {
+            let MessageBody::Call(call) = &header.body else {
+                panic!("a COMPOUND head in a reply: {header:?}")
+            };
+            assert_eq!(
+                (call.program, call.version, call.procedure),
+                (efs_rpc::nfs4::PROGRAM, efs_rpc::nfs4::VERSION, efs_rpc::nfs4::PROC_COMPOUND)
+            );
+            assert!(args.len() >= 12, "tag length, minor version and count were read");
+            if let Some(op) = head.first_op {
+                let tag = u32::from_be_bytes(args[..4].try_into().unwrap()) as usize;
+                let at = 4 + tag.div_ceil(4) * 4 + 8;
+                assert_eq!(args.get(at..at + 4), Some(&op.to_be_bytes()[..]));
+            }
+        }
     }
 
     // The authentication bodies on their own.

@@ -1,7 +1,7 @@
 //! The AWSFILE `bind_client_to_partition` exchange on a fresh server connection, and the
 //! proxy identity it carries.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -9,12 +9,16 @@ use efs_rpc::awsfile::{self, BindClientResponse, ProxyIdentifier};
 use efs_rpc::{Record, RecordCodec};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::Decoder;
+use tracing::debug;
 
 use crate::error::BindError;
 
-/// Who this proxy is to the server: 16 random bytes chosen once per process, and an
+/// Set once bytes after a bind reply have been logged.
+static TRAILING_LOGGED: AtomicBool = AtomicBool::new(false);
+
+/// Who this proxy is to the server: a random UUID (version 4) chosen once per process, and an
 /// incarnation counter incremented for every accepted client connection (efs-proxy's
-/// `ProxyIdentifier`).
+/// `ProxyIdentifier`, whose identifier is `Uuid::new_v4()`).
 #[derive(Debug)]
 pub struct ProxyIdentity {
     id: [u8; awsfile::IDENTIFIER_LEN],
@@ -23,8 +27,17 @@ pub struct ProxyIdentity {
 
 impl Default for ProxyIdentity {
     fn default() -> Self {
-        Self::new(rand::random())
+        Self::new(uuid_v4(rand::random()))
     }
+}
+
+/// Random bytes made a version-4 UUID (RFC 9562 §5.4): version 4 in the high nibble of byte 6,
+/// variant `10` in the top bits of byte 8, 122 random bits left. Done by hand rather than with
+/// the `uuid` crate: two bit operations do not need a dependency.
+pub fn uuid_v4(mut bytes: [u8; awsfile::IDENTIFIER_LEN]) -> [u8; awsfile::IDENTIFIER_LEN] {
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    bytes
 }
 
 impl ProxyIdentity {
@@ -73,11 +86,21 @@ where
                 return Err(BindError::Closed);
             }
         };
-        let (got, response) = awsfile::parse_bind_reply(reply.message())?;
-        if got != xid {
-            return Err(BindError::XidMismatch { sent: xid, got });
+        let reply = awsfile::parse_bind_reply(reply.message())?;
+        if reply.xid != xid {
+            return Err(BindError::XidMismatch {
+                sent: xid,
+                got: reply.xid,
+            });
         }
-        Ok((response, buf))
+        if reply.trailing > 0 && !TRAILING_LOGGED.swap(true, Ordering::Relaxed) {
+            debug!(
+                "bind: {} bytes after the BindClientResponse in the reply ignored (a newer \
+                 server's extension?); logged once",
+                reply.trailing
+            );
+        }
+        Ok((reply.response, buf))
     };
     tokio::time::timeout(limit, exchange)
         .await
@@ -96,6 +119,23 @@ mod tests {
         assert_eq!(a.identifier, vec![7; 16]);
         assert_eq!(a.incarnation_number(), Some(1));
         assert_eq!(b.incarnation_number(), Some(2));
+    }
+
+    #[test]
+    fn the_process_identifier_is_a_version_4_uuid() {
+        for _ in 0..64 {
+            let id = ProxyIdentity::default().next_incarnation().identifier;
+            assert_eq!(id[6] >> 4, 4, "version nibble of {id:02x?}");
+            assert_eq!(id[8] >> 6, 0b10, "variant bits of {id:02x?}");
+        }
+        assert_eq!(
+            uuid_v4([0xff; 16]),
+            [
+                0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x4f, 0xff, 0xbf, 0xff, 0xff, 0xff, 0xff, 0xff,
+                0xff, 0xff
+            ]
+        );
+        assert_eq!(uuid_v4([0; 16])[6..9], [0x40, 0, 0x80]);
     }
 
     #[test]

@@ -176,6 +176,36 @@ impl ProxyBuilder {
         self
     }
 
+    /// Allows [`listen`](Self::listen) (or [`listener`](Self::listener)) on an address other
+    /// than loopback. Without it such a start fails with [`StartError::RemoteListen`]: every
+    /// connection gets an NFS session signed with this host's IAM identity.
+    pub fn allow_remote(mut self, allow: bool) -> Self {
+        self.config.allow_remote = allow;
+        self
+    }
+
+    /// Caps client connections (default 512, lowered to fit the open-file limit). At the cap
+    /// the connection that has waited longest for its first record is closed to make room;
+    /// if none waits, the new connection is closed.
+    pub fn max_connections(mut self, cap: usize) -> Self {
+        self.config.max_connections = cap;
+        self
+    }
+
+    /// Time a new client connection has to send its first complete RPC record (default
+    /// 10 s); no server connection is opened before it.
+    pub fn first_record_timeout(mut self, limit: Duration) -> Self {
+        self.config.first_record_timeout = limit;
+        self
+    }
+
+    /// Which local users' connections are served (Linux; the owner of the client's socket).
+    /// Default: root (the kernel NFS client) and the proxy's own user.
+    pub fn allowed_uids(mut self, policy: crate::peer::UidPolicy) -> Self {
+        self.config.allowed_uids = policy;
+        self
+    }
+
     /// Serves on an already-bound listener (its address wins over [`listen`](Self::listen)).
     pub fn listener(mut self, listener: TcpListener) -> Self {
         self.listener = Some(listener);
@@ -303,6 +333,7 @@ impl ProxyBuilder {
             server_name: name,
             trust,
             verify_hostname,
+            send_sni: true,
             identity,
         };
         config.tls = (!plaintext).then(|| settings.clone());

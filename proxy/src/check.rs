@@ -37,6 +37,7 @@ use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 use crate::bind::{ProxyIdentity, bind_client_to_partition};
 use crate::error::{BindError, tls_hint};
+use crate::files::escape_controls;
 use crate::iam::der::{self, tag};
 use crate::iam::{Service, SigningTime, names};
 use crate::tls::{self, ClientIdentity, HandshakeSignatures, TlsSetupError, Trust};
@@ -602,7 +603,7 @@ pub fn decode_server_certificate(cert_der: &[u8]) -> Option<ServerCertInfo> {
     if let Ok(Some(san)) = cert.subject_alternative_name() {
         for name in &san.value.general_names {
             match name {
-                GeneralName::DNSName(n) => names.push(n.to_string()),
+                GeneralName::DNSName(n) => names.push(escape_controls(n).into_owned()),
                 GeneralName::IPAddress(ip) => match ip.len() {
                     4 => names
                         .push(std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*ip).ok()?).to_string()),
@@ -615,9 +616,10 @@ pub fn decode_server_certificate(cert_der: &[u8]) -> Option<ServerCertInfo> {
             }
         }
     }
+    // The server's text: escaped before it reaches a terminal or a log.
     Some(ServerCertInfo {
-        subject: cert.subject().to_string(),
-        issuer: cert.issuer().to_string(),
+        subject: escape_controls(&cert.subject().to_string()).into_owned(),
+        issuer: escape_controls(&cert.issuer().to_string()).into_owned(),
         names,
         not_after: time_of(cert.validity().not_after.timestamp()),
     })

@@ -25,12 +25,24 @@ pub struct ProxyConfig {
     pub connect_timeout: Duration,
     /// Limit for the `bind_client_to_partition` exchange.
     pub bind_timeout: Duration,
+    /// One limit for DNS, TCP, TLS and bind of a client's server connection together (drop-in
+    /// mode: `retry_nfs_mount_command_timeout_sec` − 1 s, as efs-proxy); `None`: only the
+    /// per-step limits.
+    pub connect_deadline: Option<Duration>,
     /// Largest RPC record accepted in either direction.
     pub max_record_size: usize,
     /// Close a client connection whose calls get no answer for this long (`None`: never).
     pub server_timeout: Option<Duration>,
     /// TCP keepalive and user timeout of server sockets (`None`: kernel defaults).
     pub keepalive: Option<Keepalive>,
+    /// Accept `listen` on an address other than loopback (off: such a start is refused).
+    pub allow_remote: bool,
+    /// Cap on client connections, lowered to fit the open-file limit; see [`crate::accept`].
+    pub max_connections: usize,
+    /// Time a client connection has to send its first complete record.
+    pub first_record_timeout: Duration,
+    /// Local users whose connections are served (Linux; default: root and the proxy's user).
+    pub allowed_uids: crate::peer::UidPolicy,
     /// Scale-up: open more connections when the server's `ScaleUpConfig` allows it.
     pub scale_up: bool,
     /// Bounds of each scale-up search.
@@ -47,6 +59,8 @@ pub struct TlsSettings {
     /// Check that the certificate names `server_name` (efs-utils' empty `checkHost` turns
     /// this off; the chain is still verified).
     pub verify_hostname: bool,
+    /// Send `server_name` as SNI. Drop-in mode without `checkHost` sends none, as efs-proxy.
+    pub send_sni: bool,
     /// Client certificate presented to the server (the IAM certificate for EFS/S3 Files).
     pub identity: Option<ClientIdentity>,
 }
@@ -61,9 +75,14 @@ impl ProxyConfig {
             tls: None,
             connect_timeout: Duration::from_secs(10),
             bind_timeout: Duration::from_secs(10),
+            connect_deadline: None,
             max_record_size: efs_rpc::DEFAULT_MAX_RECORD_SIZE,
             server_timeout: Some(Duration::from_secs(60)),
             keepalive: Some(Keepalive::default()),
+            allow_remote: false,
+            max_connections: crate::accept::DEFAULT_MAX_CONNECTIONS,
+            first_record_timeout: crate::accept::DEFAULT_FIRST_RECORD_TIMEOUT,
+            allowed_uids: crate::peer::UidPolicy::default(),
             scale_up: true,
             scale_search: SearchLimits::default(),
         }

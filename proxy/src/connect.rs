@@ -74,7 +74,17 @@ impl Dialer {
     /// Resolves the target, connects over TCP (trying each address in turn), then performs
     /// the TLS handshake. Every failure names its layer and the likely fix.
     pub async fn connect(&self) -> Result<(ServerStream, SocketAddr), ConnectError> {
-        let tcp = self.connect_tcp().await?;
+        self.connect_by(None).await
+    }
+
+    /// [`connect`](Self::connect), with every step also ending by `deadline` (drop-in mode
+    /// gives DNS, TCP, TLS and bind one deadline, as efs-proxy).
+    pub async fn connect_by(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<(ServerStream, SocketAddr), ConnectError> {
+        let tcp = self.connect_tcp(deadline).await?;
+        let handshake_limit = limit_by(self.connect_timeout, deadline);
         let addr = tcp.peer_addr().map_err(|e| ConnectError::Tcp {
             target: self.target.clone(),
             attempts: e.to_string(),
@@ -88,7 +98,7 @@ impl Dialer {
                 let connector = TlsConnector::from(config.current());
                 let handshake = connector.connect(server_name.clone(), ReadAhead::new(tcp));
                 let name = server_name.to_str().into_owned();
-                match timeout(self.connect_timeout, handshake).await {
+                match timeout(handshake_limit, handshake).await {
                     Ok(Ok(tls)) => Ok((ServerStream::Tls(Box::new(tls)), addr)),
                     Ok(Err(err)) => {
                         let (reason, hint) = tls_hint(&err);
@@ -102,7 +112,7 @@ impl Dialer {
                     Err(_) => Err(ConnectError::TlsTimeout {
                         server_name: name,
                         addr,
-                        timeout: self.connect_timeout,
+                        timeout: handshake_limit,
                     }),
                 }
             }
@@ -113,14 +123,10 @@ impl Dialer {
     /// "happy eyeballs"): IPv6 and IPv4 interleaved, a new attempt every
     /// [`ATTEMPT_DELAY`] or as soon as one fails, the first connection wins. A dead address
     /// family (the dual-stack hang of efs-utils#271) costs one delay, not a timeout.
-    async fn connect_tcp(&self) -> Result<TcpStream, ConnectError> {
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host(&self.target)
-            .await
-            .map_err(|source| ConnectError::Resolve {
-                target: self.target.clone(),
-                source,
-            })?
-            .collect();
+    async fn connect_tcp(&self, deadline: Option<Instant>) -> Result<TcpStream, ConnectError> {
+        let addrs = self
+            .resolve(limit_by(self.connect_timeout, deadline))
+            .await?;
         if addrs.is_empty() {
             return Err(ConnectError::NoAddresses {
                 target: self.target.clone(),
@@ -131,7 +137,7 @@ impl Dialer {
         let mut attempts = JoinSet::new();
         let mut failures = Vec::new();
         let mut timed_out = 0;
-        let limit = self.connect_timeout;
+        let limit = limit_by(self.connect_timeout, deadline);
         let start = |attempts: &mut JoinSet<_>, addr: SocketAddr| {
             attempts.spawn(async move { (addr, timeout(limit, TcpStream::connect(addr)).await) });
         };
@@ -177,13 +183,39 @@ impl Dialer {
         if timed_out == total {
             return Err(ConnectError::TcpTimeout {
                 target: self.target.clone(),
-                timeout: self.connect_timeout,
+                timeout: limit,
             });
         }
         Err(ConnectError::Tcp {
             target: self.target.clone(),
             attempts: failures.join("; "),
         })
+    }
+
+    /// The target's addresses. The system resolver has no timeout of its own that this
+    /// process controls (a dead nameserver costs glibc's 5 s × attempts × servers), so the
+    /// lookup is bounded by `limit`; a lookup still running in its blocking thread then
+    /// finishes in the background.
+    async fn resolve(&self, limit: Duration) -> Result<Vec<SocketAddr>, ConnectError> {
+        match timeout(limit, tokio::net::lookup_host(&self.target)).await {
+            Ok(Ok(addrs)) => Ok(addrs.collect()),
+            Ok(Err(source)) => Err(ConnectError::Resolve {
+                target: self.target.clone(),
+                source,
+            }),
+            Err(_) => Err(ConnectError::ResolveTimeout {
+                target: self.target.clone(),
+                timeout: limit,
+            }),
+        }
+    }
+}
+
+/// `limit`, shortened to what is left until `deadline`.
+pub fn limit_by(limit: Duration, deadline: Option<Instant>) -> Duration {
+    match deadline {
+        Some(deadline) => limit.min(deadline.saturating_duration_since(Instant::now())),
+        None => limit,
     }
 }
 

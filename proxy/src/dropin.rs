@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use ini::{Ini, ParseOption, Properties};
 use thiserror::Error;
 
+use crate::peer::UidPolicy;
+
 /// Section names efs-proxy accepts for the connection settings.
 const SECTIONS: [&str; 2] = ["efs", "nested_config"];
 
@@ -82,7 +84,13 @@ pub struct DropInConfig {
     /// `retry_nfs_mount_command_timeout_sec`: the initial connection must finish within this
     /// minus one second.
     pub init_timeout_sec: u64,
+    /// `allow_uid` (this proxy's own key, in `[efs]`): the local users served. Absent: any
+    /// user, as efs-proxy.
+    pub allow_uid: UidPolicy,
 }
+
+/// Most rotated log files kept (`proxy_logging_file_count`).
+pub const MAX_LOG_FILES: u64 = 1000;
 
 /// Reads and parses a config file.
 pub fn load(path: &Path) -> Result<DropInConfig, ConfigError> {
@@ -141,6 +149,14 @@ pub fn parse(text: &str, file: &str) -> Result<DropInConfig, ConfigError> {
     let level = keys.str(&["proxy_logging_level"], "proxy_logging_level")?;
     let max_bytes = keys.number("proxy_logging_max_bytes")?.unwrap_or(1_048_576);
     let file_count = keys.number("proxy_logging_file_count")?.unwrap_or(10);
+    // Each rotation renames every kept file: a count in the billions would never finish.
+    if file_count > MAX_LOG_FILES {
+        return Err(keys.invalid(
+            "proxy_logging_file_count",
+            &file_count.to_string(),
+            "expected at most 1000 rotated log files",
+        ));
+    }
     let init_timeout_sec = keys
         .number("retry_nfs_mount_command_timeout_sec")?
         .or(keys.number("proxy_init_timeout_sec")?)
@@ -191,6 +207,17 @@ pub fn parse(text: &str, file: &str) -> Result<DropInConfig, ConfigError> {
             .map(PathBuf::from),
         fs_id: keys.str(&["fs_id"], "fs_id")?,
         init_timeout_sec,
+        allow_uid: match keys.str(&["allow_uid"], "allow_uid")? {
+            None => UidPolicy::Any,
+            Some(text) => UidPolicy::parse(&text).map_err(|_| {
+                keys.invalid(
+                    "allow_uid",
+                    &text,
+                    "expected `any` or numeric uids separated by commas (root and the proxy's \
+                     own uid are always served)",
+                )
+            })?,
+        },
     })
 }
 
@@ -420,11 +447,30 @@ mod tests {
                 base.replace("pid = /p", "pid = /p\nlog_format = xml"),
                 "`log_format = xml`",
             ),
+            (
+                format!("{base}proxy_logging_file_count = 18446744073709551615\n"),
+                "`proxy_logging_file_count = 18446744073709551615`: expected at most 1000",
+            ),
         ];
         for (text, expected) in cases {
             let err = parse(&text, "f.conf").unwrap_err().to_string();
             assert!(err.contains(expected), "expected {expected:?} in {err:?}");
         }
+    }
+
+    #[test]
+    fn any_user_is_served_unless_allow_uid_says_otherwise() {
+        let base = "fips = no\npid = /p\n[efs]\naccept = 127.0.0.1:1\nconnect = h:2049\n";
+        assert_eq!(parse(base, "f").unwrap().allow_uid, UidPolicy::Any);
+        let listed = parse(&format!("{base}allow_uid = 1000,1001\n"), "f").unwrap();
+        assert_eq!(listed.allow_uid, UidPolicy::Only(vec![1000, 1001]));
+        let err = parse(&format!("{base}allow_uid = bob\n"), "f.conf")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("f.conf: `allow_uid = bob`: expected `any`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -42,6 +42,11 @@ pub enum ConnectError {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "dns: resolving {target} took longer than {timeout:?}: check the resolver \
+         (/etc/resolv.conf nameservers reachable?) or give --target as an IP address"
+    )]
+    ResolveTimeout { target: String, timeout: Duration },
     #[error("dns: {target} resolved to no addresses; check the target host name")]
     NoAddresses { target: String },
     #[error(
@@ -78,7 +83,9 @@ impl ConnectError {
     /// The layer that failed.
     pub fn layer(&self) -> Layer {
         match self {
-            ConnectError::Resolve { .. } | ConnectError::NoAddresses { .. } => Layer::Dns,
+            ConnectError::Resolve { .. }
+            | ConnectError::ResolveTimeout { .. }
+            | ConnectError::NoAddresses { .. } => Layer::Dns,
             ConnectError::Tcp { .. } | ConnectError::TcpTimeout { .. } => Layer::Tcp,
             ConnectError::Tls { .. } | ConnectError::TlsTimeout { .. } => Layer::Tls,
             ConnectError::Bind(_) => Layer::Bind,
@@ -105,7 +112,13 @@ pub enum BindError {
     #[error("no reply within {0:?}; check that the target speaks NFS/AWSFILE on this port")]
     Timeout(Duration),
     #[error("{reason}; {hint}")]
-    Io { reason: String, hint: &'static str },
+    Io {
+        reason: String,
+        hint: &'static str,
+        /// The failure is a TLS error (such as the server's alert refusing our certificate),
+        /// not a broken connection.
+        tls: bool,
+    },
 }
 
 impl From<io::Error> for BindError {
@@ -124,7 +137,11 @@ impl From<io::Error> for BindError {
         } else {
             "the connection failed during bind; check the network path to the target"
         };
-        BindError::Io { reason, hint }
+        BindError::Io {
+            reason,
+            hint,
+            tls: is_tls,
+        }
     }
 }
 
@@ -137,6 +154,16 @@ impl BindError {
             BindError::Record(RecordError::Io(_)) => false,
             BindError::Record(_) => true,
             BindError::Closed | BindError::Timeout(_) | BindError::Io { .. } => false,
+        }
+    }
+
+    /// True when the connection closed or broke during the exchange (not a TLS error, not a
+    /// timeout): efs-proxy then carries on without bind on a fresh connection.
+    pub fn is_broken_connection(&self) -> bool {
+        match self {
+            BindError::Closed | BindError::Record(RecordError::Io(_)) => true,
+            BindError::Io { tls, .. } => !tls,
+            _ => false,
         }
     }
 }
@@ -189,7 +216,11 @@ pub(crate) fn tls_hint(err: &io::Error) -> (String, &'static str) {
         }
         _ => "check the TLS settings (--ca-file, --server-name, --cert, --key)",
     };
-    (tls.to_string(), hint)
+    // The names a server certificate presents are the server's text.
+    (
+        crate::files::escape_controls(&tls.to_string()).into_owned(),
+        hint,
+    )
 }
 
 /// Why the proxy could not start.
@@ -205,6 +236,13 @@ pub enum StartError {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "refusing to listen on {addr}: it is not a loopback address, and every connection to \
+         it gets an NFS session signed with this host's IAM identity; listen on 127.0.0.1 or \
+         ::1, or pass --allow-remote (ProxyBuilder::allow_remote) if the network in front of it \
+         is trusted"
+    )]
+    RemoteListen { addr: SocketAddr },
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsSetupError),
     #[error("cannot make the client certificate: {0}")]

@@ -222,6 +222,8 @@ pub struct Session<C, S> {
     legs: Vec<Leg<S>>,
     /// A client record read but not yet queued, and the leg it goes to.
     staged: Option<(Record, usize)>,
+    /// Client records read before the session started (the first records of the connection).
+    client_early: VecDeque<Record>,
     /// Client calls in flight: xid → (leg id, wire bytes).
     calls: HashMap<u32, (usize, usize)>,
     /// Server callbacks awaiting the client's reply: xid → leg id.
@@ -260,6 +262,7 @@ where
             client_writer: RecordWriter::new(write, WRITE_QUEUE_LIMIT, Hold::InPlace),
             legs: vec![first],
             staged: None,
+            client_early: VecDeque::new(),
             calls: HashMap::new(),
             callbacks: HashMap::new(),
             stats,
@@ -270,6 +273,15 @@ where
             next_reader: 0,
             next_writer: 0,
         }
+    }
+
+    /// Starts with client records already read (and the bytes of the next, incomplete one).
+    pub fn with_client_records(mut self, records: VecDeque<Record>, rest: BytesMut) -> Self {
+        self.client_early = records;
+        self.client_reader
+            .read_buffer_mut()
+            .extend_from_slice(&rest);
+        self
     }
 
     /// Lets the session open more connections through `source` under `policy`.
@@ -321,6 +333,12 @@ where
     fn client_to_servers(&mut self, cx: &mut Context<'_>) -> Option<ForwardEnd> {
         let mut moved = 0;
         while moved < RECORDS_PER_POLL {
+            if self.staged.is_none()
+                && let Some(record) = self.client_early.pop_front()
+            {
+                let leg = self.route_client_record(&record);
+                self.staged = Some((record, leg));
+            }
             if self.staged.is_none() {
                 match self.client_reader.poll_next_unpin(cx) {
                     Poll::Ready(Some(Ok(record))) => {
@@ -421,7 +439,13 @@ where
             let leg_id = xid.and_then(|xid| self.callbacks.remove(&xid));
             return leg_id.and_then(|id| self.index_of(id)).unwrap_or(0);
         }
-        let index = self.least_loaded();
+        let index = if self.legs.len() > 1 && needs_bound_connection(record) {
+            // Session management (no SEQUENCE first) goes where the client's session was
+            // created and is bound: the connection that carried its first records.
+            self.index_of(0).unwrap_or(0)
+        } else {
+            self.least_loaded()
+        };
         if let (Some(xid), Some(MSG_CALL)) = (xid, kind) {
             if let Some((old_leg, old_bytes)) = self.calls.remove(&xid) {
                 // A retransmission: forget the earlier copy.
@@ -607,6 +631,11 @@ where
 fn unbook<S>(leg: &mut Leg<S>, bytes: usize) {
     leg.in_flight = leg.in_flight.saturating_sub(1);
     leg.in_flight_bytes = leg.in_flight_bytes.saturating_sub(bytes);
+}
+
+/// An NFSv4.1+ COMPOUND call that does not start with SEQUENCE (RFC 8881 §2.10.3.1).
+fn needs_bound_connection(record: &Record) -> bool {
+    efs_rpc::nfs4::compound_head(record.message()).is_some_and(|head| head.needs_bound_connection())
 }
 
 /// The xid and message type of a record, when it is long enough to carry them.

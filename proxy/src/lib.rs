@@ -37,6 +37,8 @@
 //! mount target names) and [`dropin`] (efs-utils' config file) are.
 
 #[doc(hidden)]
+pub mod accept;
+#[doc(hidden)]
 pub mod bind;
 mod builder;
 #[doc(hidden)]
@@ -48,10 +50,14 @@ pub mod connect;
 pub mod dropin;
 mod error;
 #[doc(hidden)]
+pub mod files;
+#[doc(hidden)]
 pub mod forward;
 pub mod iam;
 #[doc(hidden)]
 pub mod logfile;
+#[doc(hidden)]
+pub mod peer;
 #[doc(hidden)]
 pub mod proxy;
 #[doc(hidden)]

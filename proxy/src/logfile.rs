@@ -1,13 +1,16 @@
 //! A log file rotated by size, like efs-proxy's log4rs setup: when the next line would pass
 //! `max_bytes`, `LOG` becomes `LOG.0`, `LOG.0` becomes `LOG.1`, … and `LOG.{count-1}` is
-//! dropped. (`tracing-appender` rotates only by time, hence this small writer.)
+//! dropped. (`tracing-appender` rotates only by time, hence this small writer.) Every open
+//! refuses a symbolic link or a hard link planted at the path ([`open_for_writing`]).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use tracing_subscriber::fmt::MakeWriter;
+
+use crate::files::{PUBLIC_FILE_MODE, open_for_writing};
 
 /// A size-rotated log file, safe to share between threads.
 pub struct RotatingFile {
@@ -28,7 +31,7 @@ impl RotatingFile {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let file = open_for_writing(path, PUBLIC_FILE_MODE, false)?;
         let written = file.metadata()?.len();
         Ok(RotatingFile {
             state: Mutex::new(State {
@@ -51,17 +54,14 @@ impl State {
 
     fn rotate(&mut self) -> io::Result<()> {
         if self.file_count == 0 {
-            self.file = File::create(&self.path)?;
+            self.file = open_for_writing(&self.path, PUBLIC_FILE_MODE, true)?;
         } else {
             let _ = std::fs::remove_file(self.rotated(self.file_count - 1));
             for n in (0..self.file_count - 1).rev() {
                 let _ = std::fs::rename(self.rotated(n), self.rotated(n + 1));
             }
             std::fs::rename(&self.path, self.rotated(0))?;
-            self.file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)?;
+            self.file = open_for_writing(&self.path, PUBLIC_FILE_MODE, false)?;
         }
         self.written = 0;
         Ok(())
@@ -121,5 +121,17 @@ mod tests {
                 .starts_with("line 12")
         );
         assert!(!dir.path().join("proxy.log.3").exists());
+    }
+
+    #[test]
+    fn a_log_path_that_is_a_symbolic_link_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("shadow");
+        std::fs::write(&victim, "root:x:0:\n").unwrap();
+        let path = dir.path().join("proxy.log");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        let err = RotatingFile::open(&path, 100, 3).err().unwrap().to_string();
+        assert!(err.contains("symbolic link"), "{err}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root:x:0:\n");
     }
 }

@@ -46,11 +46,14 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Listen for NFS clients and forward them to the mount target over TLS.
+    #[command(allow_negative_numbers = true)]
     Run(cli::run::RunArgs),
     /// Make an IAM client certificate (as efs-utils would) and write it to a file.
+    #[command(allow_negative_numbers = true)]
     Cert(cli::cert::CertArgs),
     /// Diagnose the way to a mount target step by step (DNS, TCP, TLS, client certificate,
     /// bind, NFS NULL) with the same options as run; exit 0 only if every step passes.
+    #[command(allow_negative_numbers = true)]
     Check(cli::check::CheckArgs),
 }
 

@@ -12,15 +12,19 @@ use std::time::Duration;
 use bytes::BytesMut;
 use efs_rpc::awsfile::{BindClientResponse, BindResponse, PartitionId, ProxyIdentifier};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::accept::{self, Connections, FirstRecordEnd, FirstRecords, Slot, SpareFd};
 use crate::bind::{ProxyIdentity, bind_client_to_partition};
 use crate::config::ProxyConfig;
-use crate::connect::{Dialer, Security, ServerStream};
-use crate::error::{ConnectError, StartError};
+use crate::connect::{Dialer, Security, ServerStream, limit_by};
+use crate::error::{BindError, ConnectError, StartError};
+use crate::files::escape_controls;
 use crate::forward::{ForwardEnd, Leg, ScalePolicy, Session, SessionLimits};
+use crate::peer::{self, UidPolicy};
 use crate::scale::{Backoff, GroupScaler, SearchLimits};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::tls::{self, TlsConfigHandle};
@@ -31,6 +35,10 @@ struct Shared {
     identity: ProxyIdentity,
     stats: Arc<Stats>,
     bind_timeout: Duration,
+    connect_deadline: Option<Duration>,
+    first_record_timeout: Duration,
+    connections: Arc<Connections>,
+    uids: UidPolicy,
     max_record_size: usize,
     server_timeout: Option<Duration>,
     scale_up: bool,
@@ -50,6 +58,12 @@ pub struct Proxy {
 impl Proxy {
     /// Binds the listen address of `config` and prepares the TLS configuration.
     pub async fn bind(config: ProxyConfig) -> Result<Proxy, StartError> {
+        // Before binding: a refused address is never listened on, even briefly.
+        if !config.listen.ip().is_loopback() && !config.allow_remote {
+            return Err(StartError::RemoteListen {
+                addr: config.listen,
+            });
+        }
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -62,6 +76,10 @@ impl Proxy {
 
     /// Uses an already-bound listener (its address wins over `config.listen`).
     pub fn from_listener(listener: TcpListener, config: ProxyConfig) -> Result<Proxy, StartError> {
+        let addr = listener.local_addr().unwrap_or(config.listen);
+        if !addr.ip().is_loopback() && !config.allow_remote {
+            return Err(StartError::RemoteListen { addr });
+        }
         let (security, tls) = match &config.tls {
             None => (Security::Plaintext, None),
             Some(settings) => {
@@ -71,11 +89,13 @@ impl Proxy {
                          path can impersonate the mount target; use only for testing"
                     );
                 }
-                let handle = TlsConfigHandle::new(tls::client_config(
+                let mut client = tls::client_config(
                     &settings.trust,
                     settings.verify_hostname,
                     settings.identity.as_ref(),
-                )?);
+                )?;
+                client.enable_sni = settings.send_sni;
+                let handle = TlsConfigHandle::new(client);
                 let security = Security::Tls {
                     config: handle.clone(),
                     server_name: tls::server_name(&settings.server_name)?,
@@ -93,6 +113,10 @@ impl Proxy {
             identity: ProxyIdentity::default(),
             stats: Arc::new(Stats::default()),
             bind_timeout: config.bind_timeout,
+            connect_deadline: config.connect_deadline,
+            first_record_timeout: config.first_record_timeout,
+            connections: Connections::new(max_connections(config.max_connections)),
+            uids: uid_policy(config.allowed_uids),
             max_record_size: config.max_record_size,
             server_timeout: config.server_timeout,
             scale_up: config.scale_up,
@@ -131,6 +155,8 @@ impl Proxy {
     /// connection and waits (up to `drain`) for their tasks to finish.
     pub async fn run(self, shutdown: CancellationToken, drain: Duration) {
         let tasks = TaskTracker::new();
+        let mut spare = SpareFd::new();
+        let mut over_cap = RateLimit::default();
         loop {
             let accepted = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -139,11 +165,19 @@ impl Proxy {
             let (client, peer) = match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    warn!("accept failed: {e}; retrying in 100 ms");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    self.accept_failed(&e, &mut spare).await;
                     continue;
                 }
+            };
+            let Some((slot, evicted)) = self.shared.connections.admit() else {
+                if over_cap.ready() {
+                    warn!(
+                        "{} client connections open, all past their first record \
+                         (--max-connections): closing the new connection from {peer}",
+                        self.shared.connections.cap()
+                    );
+                }
+                continue; // dropping `client` closes it
             };
             let shared = self.shared.clone();
             let cancel = shutdown.child_token();
@@ -152,7 +186,15 @@ impl Proxy {
                 async move {
                     tokio::select! {
                         _ = cancel.cancelled() => debug!("closed by shutdown"),
-                        _ = serve_client(client, shared) => {}
+                        _ = evicted.cancelled() => debug!(
+                            "closed while waiting for its first record, to make room for a \
+                             new connection (connection cap or open-file limit reached)"
+                        ),
+                        _ = async {
+                            if peer_allowed(&client, peer, &shared).await {
+                                serve_client(client, shared, &slot).await;
+                            }
+                        } => {}
                     }
                 }
                 .instrument(span),
@@ -166,6 +208,55 @@ impl Proxy {
                 tasks.len()
             );
         }
+    }
+
+    /// Out of file descriptors: close the oldest connection still waiting for its first
+    /// record, or else accept and close the connection at the head of the backlog with the
+    /// spare descriptor, so the backlog moves and clients see a close instead of a hang.
+    /// Other errors: back off briefly instead of spinning.
+    async fn accept_failed(&self, e: &std::io::Error, spare: &mut SpareFd) {
+        if !accept::is_fd_exhaustion(e) {
+            warn!("accept failed: {e}; retrying in 100 ms");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            return;
+        }
+        if self.shared.connections.evict_oldest_waiting() {
+            debug!("accept: {e}; closed the oldest connection waiting for its first record");
+            // Let the evicted connection's task close its socket.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            return;
+        }
+        spare.release();
+        if let Ok(Ok((client, peer))) =
+            tokio::time::timeout(Duration::from_millis(10), self.listener.accept()).await
+        {
+            drop(client);
+            warn!(
+                "accept: {e}: the open-file limit is reached; closed the new connection from \
+                 {peer} (raise the limit, e.g. LimitNOFILE= / ulimit -n, or lower \
+                 --max-connections)"
+            );
+        }
+        spare.restore();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// At most one log line per interval (a flood of refused connections is one line, not many).
+#[derive(Default)]
+struct RateLimit(Option<Instant>);
+
+impl RateLimit {
+    fn ready(&mut self) -> bool {
+        let now = Instant::now();
+        if self
+            .0
+            .is_some_and(|last| now < last + Duration::from_secs(10))
+        {
+            return false;
+        }
+        self.0 = Some(now);
+        true
     }
 }
 
@@ -181,25 +272,70 @@ struct Established {
     pending: BytesMut,
 }
 
-async fn serve_client(client: TcpStream, shared: Arc<Shared>) {
+/// Whether the local user owning the client's socket may use this host's IAM identity
+/// ([`UidPolicy`]); a refusal is one warning line.
+async fn peer_allowed(client: &TcpStream, peer: SocketAddr, shared: &Shared) -> bool {
+    if shared.uids == UidPolicy::Any {
+        return true;
+    }
+    let owner = client
+        .local_addr()
+        .ok()
+        .and_then(|local| peer::socket_owner(peer, local));
+    match owner {
+        Some(uid) if shared.uids.allows(uid) => true,
+        Some(uid) => {
+            warn!(
+                "refused: the connection from {peer} belongs to uid {uid}, which may not use this \
+                 host's IAM identity (allowed: {}; widen with --allow-uid)",
+                shared.uids.describe()
+            );
+            false
+        }
+        None => {
+            // Gone already (a port probe that closed), or not listed: refuse either way.
+            let mut byte = [0u8; 1];
+            if !matches!(client.try_read(&mut byte), Ok(0)) {
+                warn!(
+                    "refused: cannot tell which user owns the connection from {peer} (not in \
+                     /proc/net/tcp{{,6}}); --allow-uid any serves everyone"
+                );
+            }
+            false
+        }
+    }
+}
+
+async fn serve_client(mut client: TcpStream, shared: Arc<Shared>, slot: &Slot) {
     let stats = &shared.stats;
     Stats::bump(&stats.connections_accepted);
     client.set_nodelay(true).ok();
 
     // efs-utils' mount helper probes the port by connecting and closing without a byte. Wait
-    // for the first byte before dialling, so probes cost no server connection.
-    let mut first = [0u8; 1];
-    match client.peek(&mut first).await {
-        Ok(0) => {
-            debug!("client closed before sending anything (port probe)");
+    // for the first record before dialling, so probes and idle connections cost no server
+    // connection, and close a connection that sends none in time.
+    let first = accept::read_first_records(
+        &mut client,
+        shared.max_record_size,
+        shared.first_record_timeout,
+    )
+    .await;
+    let first = match first {
+        Ok(first) => first,
+        Err(end @ (FirstRecordEnd::Probe | FirstRecordEnd::Closed(_))) => {
+            debug!("client {end}");
             return;
         }
-        Ok(_) => {}
-        Err(e) => {
-            debug!("client socket failed before sending anything: {e}");
+        Err(end @ FirstRecordEnd::Invalid(_)) => {
+            warn!("connection closed: {end}");
             return;
         }
-    }
+        Err(end) => {
+            info!("connection closed: {end}");
+            return;
+        }
+    };
+    slot.served();
 
     let established = match connect_and_bind(&shared).await {
         Ok(established) => established,
@@ -209,51 +345,8 @@ async fn serve_client(client: TcpStream, shared: Arc<Shared>) {
             return; // dropping the client makes the NFS client retry
         }
     };
-    let Established {
-        stream,
-        addr,
-        id,
-        bind,
-        pending,
-    } = established;
-    let security = stream.tls_summary().unwrap_or_else(|| "plaintext".into());
-    match &bind {
-        Some(response) => info!(
-            server = %addr, tls = %security,
-            "forwarding; bind: {}, scale-up: {} connections above {} B/s",
-            describe(&response.bind_response),
-            response.scale_up_config.max_multiplexed_connections,
-            response.scale_up_config.scale_up_bytes_per_sec_threshold,
-        ),
-        None => info!(server = %addr, tls = %security, "forwarding without bind"),
-    }
-    if let Some(BindResponse::Error(message)) = bind.as_ref().map(|r| &r.bind_response) {
-        // How a mount target explains a refusal (the fake one says why an IAM certificate
-        // failed); it usually closes the connection next.
-        warn!(server = %addr, "the mount target answered bind with ERROR: {message}");
-    }
-
-    let limits = SessionLimits {
-        max_record_size: shared.max_record_size,
-        server_timeout: shared.server_timeout,
-    };
-    let first = Leg::new(0, stream, pending, shared.max_record_size);
-    let mut session = Session::new(client, first, limits, stats.clone());
-    if let Some((policy, partition)) = scale_policy(&shared, bind.as_ref()) {
-        let scaler = GroupScaler {
-            dialer: shared.dialer.clone(),
-            id,
-            partition,
-            max_record_size: shared.max_record_size,
-            bind_timeout: shared.bind_timeout,
-            limits: shared.scale_search,
-            stats: stats.clone(),
-            next_leg: 1,
-            backoff: shared.scale_backoff.clone(),
-        };
-        session = session.with_scaling(policy, Box::new(scaler));
-    }
-
+    log_established(&established);
+    let session = session(client, first, established, &shared);
     stats.connections_active.fetch_add(1, Ordering::Relaxed);
     let end = session.run().await;
     stats.connections_active.fetch_sub(1, Ordering::Relaxed);
@@ -267,6 +360,71 @@ async fn serve_client(client: TcpStream, shared: Arc<Shared>) {
             warn!("connection closed: {end}")
         }
     }
+}
+
+fn log_established(established: &Established) {
+    let Established {
+        stream, addr, bind, ..
+    } = established;
+    let security = stream.tls_summary().unwrap_or_else(|| "plaintext".into());
+    match bind {
+        Some(response) => info!(
+            server = %addr, tls = %security,
+            "forwarding; bind: {}, scale-up: {} connections above {} B/s",
+            describe(&response.bind_response),
+            response.scale_up_config.max_multiplexed_connections,
+            response.scale_up_config.scale_up_bytes_per_sec_threshold,
+        ),
+        None => info!(server = %addr, tls = %security, "forwarding without bind"),
+    }
+    if let Some(BindResponse::Error(message)) = bind.as_ref().map(|r| &r.bind_response) {
+        // How a mount target explains a refusal (the fake one says why an IAM certificate
+        // failed); it usually closes the connection next.
+        warn!(
+            server = %addr,
+            "the mount target answered bind with ERROR: {}",
+            escape_controls(message)
+        );
+    }
+}
+
+/// The forwarding session of a client connection over its first server connection, with
+/// scale-up when the bind allows it.
+fn session(
+    client: TcpStream,
+    first: FirstRecords,
+    established: Established,
+    shared: &Arc<Shared>,
+) -> Session<TcpStream, ServerStream> {
+    let Established {
+        stream,
+        id,
+        bind,
+        pending,
+        ..
+    } = established;
+    let limits = SessionLimits {
+        max_record_size: shared.max_record_size,
+        server_timeout: shared.server_timeout,
+    };
+    let leg = Leg::new(0, stream, pending, shared.max_record_size);
+    let mut session = Session::new(client, leg, limits, shared.stats.clone())
+        .with_client_records(first.records, first.rest);
+    if let Some((policy, partition)) = scale_policy(shared, bind.as_ref()) {
+        let scaler = GroupScaler {
+            dialer: shared.dialer.clone(),
+            id,
+            partition,
+            max_record_size: shared.max_record_size,
+            bind_timeout: shared.bind_timeout,
+            limits: shared.scale_search,
+            stats: shared.stats.clone(),
+            next_leg: 1,
+            backoff: shared.scale_backoff.clone(),
+        };
+        session = session.with_scaling(policy, Box::new(scaler));
+    }
+    session
 }
 
 /// Scale-up applies to connections bound READY, when enabled and the server's `ScaleUpConfig`
@@ -288,19 +446,48 @@ fn scale_policy(
     (shared.scale_up && policy.max_legs > 1 && threshold > 0).then_some((policy, partition))
 }
 
+/// The uid policy in force: where socket owners cannot be found (not Linux), everyone, said
+/// once at start.
+fn uid_policy(wanted: UidPolicy) -> UidPolicy {
+    if wanted != UidPolicy::Any && !cfg!(target_os = "linux") {
+        warn!(
+            "connections are not checked by user on this system (only Linux lists socket \
+             owners): every local user can use this host's IAM identity"
+        );
+        return UidPolicy::Any;
+    }
+    wanted
+}
+
+/// The connection cap in force: `wanted`, lowered (and logged) to fit the open-file limit.
+fn max_connections(wanted: usize) -> usize {
+    let (cap, limit) = accept::effective_cap(wanted);
+    if let Some(limit) = limit {
+        warn!(
+            "at most {cap} client connections (--max-connections {wanted} lowered to fit the \
+             open-file limit of {limit}; raise it with LimitNOFILE= or ulimit -n)"
+        );
+    }
+    cap
+}
+
 /// Upper bound on server connections per client connection.
 pub const MAX_CONNECTIONS_PER_CLIENT: usize = 16;
 
 /// Opens a server connection and binds it; falls back to a fresh connection without bind when
-/// the server does not speak AWSFILE (efs-proxy's behaviour, so plain NFS servers work).
+/// the server does not speak AWSFILE (efs-proxy's behaviour, so plain NFS servers work), and
+/// when the bind exchange fails on a closed or broken connection (see [`bind_fallback`]).
 async fn connect_and_bind(shared: &Shared) -> Result<Established, ConnectError> {
+    let deadline = shared
+        .connect_deadline
+        .and_then(|limit| Instant::now().checked_add(limit));
     let id = shared.identity.next_incarnation();
-    let (mut stream, addr) = shared.dialer.connect().await?;
+    let (mut stream, addr) = shared.dialer.connect_by(deadline).await?;
     let result = bind_client_to_partition(
         &mut stream,
         &id,
         shared.max_record_size,
-        shared.bind_timeout,
+        limit_by(shared.bind_timeout, deadline),
     )
     .await;
     match result {
@@ -314,19 +501,10 @@ async fn connect_and_bind(shared: &Shared) -> Result<Established, ConnectError> 
                 pending,
             })
         }
-        Err(e) if e.is_rpc_refusal() => {
-            Stats::bump(&shared.stats.bind_refusals);
-            if !shared.refusal_logged.swap(true, Ordering::Relaxed) {
-                info!(
-                    "bind: the server at {addr} does not speak AWSFILE ({e}); forwarding \
-                     without bind on a fresh connection (expected for a plain NFS server, \
-                     not for EFS or S3 Files)"
-                );
-            } else {
-                debug!("bind refused again ({e}); forwarding without bind");
-            }
+        Err(e) => {
+            bind_fallback(shared, e, addr)?;
             drop(stream);
-            let (stream, addr) = shared.dialer.connect().await?;
+            let (stream, addr) = shared.dialer.connect_by(deadline).await?;
             Ok(Established {
                 stream,
                 addr,
@@ -335,8 +513,43 @@ async fn connect_and_bind(shared: &Shared) -> Result<Established, ConnectError> 
                 pending: BytesMut::new(),
             })
         }
-        Err(e) => Err(ConnectError::Bind(e)),
     }
+}
+
+/// Whether a failed bind is followed by a fresh connection without bind (`Ok`) or ends the
+/// client connection (`Err`), and the log line that says so.
+///
+/// - An RPC refusal (PROG_UNAVAIL, garbage): a plain NFS server; logged once at info.
+/// - The connection closed or broke during bind: efs-proxy falls back too. A mount that works
+///   without multiplexing beats a client connection closed on every attempt, which a hard
+///   mount retries silently forever; if the server refuses the unbound connection as well, the
+///   client connection is closed then, and this warning says what happened first.
+/// - A TLS alert (the server rejected the client certificate) or a timeout: a fresh connection
+///   would fail the same way, later and less clearly, so the client connection is closed.
+fn bind_fallback(shared: &Shared, e: BindError, addr: SocketAddr) -> Result<(), ConnectError> {
+    if e.is_rpc_refusal() {
+        Stats::bump(&shared.stats.bind_refusals);
+        if !shared.refusal_logged.swap(true, Ordering::Relaxed) {
+            info!(
+                "bind: the server at {addr} does not speak AWSFILE ({e}); forwarding \
+                 without bind on a fresh connection (expected for a plain NFS server, \
+                 not for EFS or S3 Files)"
+            );
+        } else {
+            debug!("bind refused again ({e}); forwarding without bind");
+        }
+        return Ok(());
+    }
+    if e.is_broken_connection() {
+        Stats::bump(&shared.stats.bind_refusals);
+        warn!(
+            layer = "bind",
+            "bind: {e}; forwarding without bind on a fresh connection, as efs-proxy (no \
+             partition, no scale-up)"
+        );
+        return Ok(());
+    }
+    Err(ConnectError::Bind(e))
 }
 
 fn describe(response: &BindResponse) -> String {

@@ -53,9 +53,11 @@ impl ClientIdentity {
         Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
     }
 
-    /// Loads a certificate chain and a private key from PEM files.
+    /// Loads a certificate chain and a private key from PEM files, warning when the key file
+    /// is readable by other users or owned by another user ([`crate::files::key_file_problem`]).
     pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Self, TlsSetupError> {
         let chain = load_certificates(cert)?;
+        crate::files::warn_about_key_file(key);
         let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsSetupError::Pem {
             path: key.to_path_buf(),
             what: "private key",
@@ -116,8 +118,16 @@ pub fn server_name(name: &str) -> Result<ServerName<'static>, TlsSetupError> {
     })
 }
 
-/// The ring provider: the whole project uses one crypto backend (see `crate-stack.md`).
+/// True in builds with the `fips` feature: TLS runs on aws-lc-rs in FIPS mode.
+pub const FIPS: bool = cfg!(feature = "fips");
+
+/// The TLS crypto provider: ring (the project's one crypto backend, see `crate-stack.md`), or
+/// in `fips` builds aws-lc-rs in FIPS mode, with only FIPS-approved cipher suites and key
+/// exchange groups.
 pub fn provider() -> Arc<CryptoProvider> {
+    #[cfg(feature = "fips")]
+    return Arc::new(rustls::crypto::default_fips_provider());
+    #[cfg(not(feature = "fips"))]
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -170,6 +180,11 @@ pub fn client_config(
     // NFS is a long-lived stream of small and large records; resumption buys nothing on a
     // connection that lives for hours, but costs nothing either, so keep rustls' defaults.
     config.enable_sni = true;
+    if FIPS && !config.fips() {
+        return Err(TlsSetupError::Rustls(rustls::Error::General(
+            "this fips build made a TLS configuration that is not in FIPS mode".into(),
+        )));
+    }
     Ok(config)
 }
 

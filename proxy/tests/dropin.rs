@@ -371,7 +371,13 @@ async fn malformed_configs_give_one_clear_line_and_a_non_zero_exit() {
         ),
         (
             base.replace("fips = no", "fips = yes"),
-            "fips = yes asks for FIPS",
+            if cfg!(feature = "fips") {
+                "--tls needs `cert` in [efs]"
+            } else {
+                "fips = yes asks for FIPS 140-3 validated cryptography, which this build does not \
+                 have (rustls with ring): build with `cargo build --release -p efs-proxy \
+                 --features fips`"
+            },
         ),
         (base.to_string(), "--tls needs `cert` in [efs]"),
     ];
@@ -404,4 +410,153 @@ async fn malformed_configs_give_one_clear_line_and_a_non_zero_exit() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/efs.conf: cannot read"));
+}
+
+/// The S3 Files config of efs-utils with `key = value` lines rewritten (`None` drops the key).
+fn edited_config(world: &World, edits: &[(&str, Option<&str>)]) -> PathBuf {
+    let path = world.config(
+        S3FILES_CONFIG,
+        "20100",
+        "use1-az1.fs-0123456789abcdef0.s3files.us-east-1.on.aws:2049",
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines = text.lines().filter_map(|line| {
+        let key = line.split_once(" = ").map(|(k, _)| k);
+        match edits.iter().find(|(k, _)| Some(*k) == key) {
+            Some((k, Some(v))) => Some(format!("{k} = {v}")),
+            Some((_, None)) => None,
+            None => Some(line.to_string()),
+        }
+    });
+    std::fs::write(&path, lines.collect::<Vec<_>>().join("\n")).unwrap();
+    path
+}
+
+/// efs-proxy sends SNI only with `checkHost`; without it the handshake carries no name.
+#[tokio::test]
+async fn without_check_host_no_sni_is_sent() {
+    let world = World::new().await;
+    // A host name: an IP address is never sent as SNI anyway.
+    let connect = format!("localhost:{}", world.target.addr().port());
+    let config = edited_config(&world, &[("checkHost", None), ("connect", Some(&connect))]);
+    let child = start(&config, &["--tls"], &world.addr()).await;
+    null_and_echo(&world.addr()).await;
+    assert_eq!(world.target.observations().server_names, vec![None]);
+    assert_eq!(sigterm(child).await.status.code(), Some(0));
+}
+
+/// Accepts TCP, waits `delay`, then relays to `to`: a slow path to the mount target.
+async fn slow_relay(to: std::net::SocketAddr, delay: Duration) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                if let Ok(mut outbound) = TcpStream::connect(to).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// `retry_nfs_mount_command_timeout_sec = 3`: TCP, TLS and bind share one 2 s deadline, as in
+/// efs-proxy. A handshake that takes 1.5 s leaves 0.5 s for the bind, so a silent bind ends
+/// the client connection after about 2 s, not 1.5 s + a fresh 2 s.
+#[tokio::test]
+async fn drop_in_gives_tcp_tls_and_bind_one_deadline() {
+    let world = World::new().await;
+    let silent = FakeMountTarget::start(
+        "127.0.0.1:0".parse().unwrap(),
+        MountTargetConfig {
+            tls: Some(ServerTls {
+                chain: vec![world.pki.server.cert_der.clone()],
+                key: world.pki.server.private_key(),
+                require_client_cert: true,
+            }),
+            bind: BindBehaviour::Silent,
+            backend: Backend::Responder(Responder::Echo),
+            max_record_size: efs_rpc::DEFAULT_MAX_RECORD_SIZE,
+            iam: None,
+        },
+    )
+    .await
+    .unwrap();
+    let relay = slow_relay(silent.addr(), Duration::from_millis(1500)).await;
+    let config = edited_config(
+        &world,
+        &[
+            ("connect", Some(&relay.to_string())),
+            ("retry_nfs_mount_command_timeout_sec", Some("3")),
+        ],
+    );
+    let child = start(&config, &["--tls"], &world.addr()).await;
+    let mut client = TcpStream::connect(world.addr()).await.unwrap();
+    let message = RpcMessage::call(1, CallHeader::new(100_003, 4, 0))
+        .encode()
+        .unwrap();
+    let started = std::time::Instant::now();
+    client
+        .write_all(Record::from_message(&message).unwrap().wire())
+        .await
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(10), client.read(&mut buf)).await;
+    let elapsed = started.elapsed();
+    assert!(
+        matches!(read, Ok(Ok(0) | Err(_))),
+        "closed, not answered: {read:?}"
+    );
+    assert!(
+        elapsed >= Duration::from_millis(1500) && elapsed < Duration::from_millis(2900),
+        "one 2 s deadline for TCP + TLS + bind, took {elapsed:?}"
+    );
+    wait_for_log(&world.path("proxy.log"), "layer=bind", 1).await;
+    assert_eq!(sigterm(child).await.status.code(), Some(0));
+}
+
+/// A symbolic link planted at the pid path (root writes it in a shared directory) is neither
+/// followed nor removed: the file it points to is untouched, and stderr says why.
+#[tokio::test]
+async fn a_symbolic_link_at_the_pid_path_is_not_followed() {
+    let world = World::new().await;
+    let victim = world.path("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    std::os::unix::fs::symlink(&victim, world.path("stunnel.pid")).unwrap();
+    let config = edited_config(&world, &[]);
+    let child = start(&config, &["--tls"], &world.addr()).await;
+    null_and_echo(&world.addr()).await;
+    let out = sigterm(child).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    assert!(
+        world.path("stunnel.pid").is_symlink(),
+        "the link is left alone"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("refusing to write") && stderr.contains("is a symbolic link"),
+        "{stderr}"
+    );
+}
+
+/// `fips = yes` (efs-utils writes it with `fips_mode_enabled` or `AWS_USE_FIPS_ENDPOINT`) is
+/// served by a `--features fips` build: TLS on aws-lc-rs in FIPS mode, against the test mount
+/// target (ring, which offers FIPS suites and groups too).
+#[cfg(feature = "fips")]
+#[tokio::test]
+async fn a_fips_build_serves_fips_yes() {
+    let world = World::new().await;
+    let config = edited_config(&world, &[("fips", Some("yes"))]);
+    let child = start(&config, &["--tls"], &world.addr()).await;
+    null_and_echo(&world.addr()).await;
+    assert_eq!(sigterm(child).await.status.code(), Some(0));
+    let log = std::fs::read_to_string(world.path("proxy.log")).unwrap();
+    assert!(
+        log.contains("FIPS build: TLS on aws-lc-rs in FIPS mode"),
+        "{log}"
+    );
+    assert!(log.contains("bind: READY"), "{log}");
 }

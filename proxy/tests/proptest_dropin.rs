@@ -107,7 +107,8 @@ fn written() -> impl Strategy<Value = Written> {
         prop::option::of(path()),
         any::<bool>(),
         prop::option::of(any::<u64>()),
-        prop::option::of(any::<u32>()),
+        // proxy_logging_file_count: at most 1000 (more is refused, see dropin.rs).
+        prop::option::of(0u32..=1000),
         prop::option::of(any::<u64>()),
     );
     let style = (

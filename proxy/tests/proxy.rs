@@ -383,14 +383,51 @@ async fn bind_without_reply_times_out() {
     expect_failure(args, &["layer=bind", "no reply within 1s"]).await;
 }
 
+/// As efs-proxy: a bind that ends in EOF is followed by a fresh connection without bind, so the
+/// mount works (without multiplexing) instead of failing on every reconnect.
 #[tokio::test]
-async fn bind_answered_by_a_close_is_reported() {
+async fn bind_answered_by_a_close_falls_back_to_a_fresh_connection_without_bind() {
     let setup = setup(BindBehaviour::Close, Backend::Responder(Responder::Echo)).await;
-    expect_failure(
-        args(&setup),
-        &["layer=bind", "closed the connection instead of answering"],
-    )
-    .await;
+    let proxy = ProxyProcess::spawn(bin(), args(&setup)).await.unwrap();
+    let mut client = connect(proxy.addr()).await;
+    assert_eq!(call(&mut client, 5, 1, b"after-eof").await, b"after-eof");
+    let log = proxy
+        .wait_for_log("forwarding without bind on a fresh connection", LOG_WAIT)
+        .await
+        .unwrap();
+    assert!(
+        log.contains("closed the connection instead of answering"),
+        "{log}"
+    );
+    let seen = setup.target.observations();
+    assert_eq!((seen.connections, seen.binds.len()), (2, 1));
+}
+
+/// A longer reply than efs-utils 3.2.0 knows is still a bind (efs-proxy ignores the rest).
+#[tokio::test]
+async fn bytes_after_the_bind_reply_are_ignored() {
+    let extended = BindBehaviour::Extended(
+        efs_rpc::awsfile::BindClientResponse {
+            bind_response: efs_rpc::awsfile::BindResponse::Ready(efs_rpc::awsfile::PartitionId(
+                [3; 64],
+            )),
+            scale_up_config: Default::default(),
+        },
+        vec![0, 0, 0, 1, 0, 0, 0, 2],
+    );
+    let setup = setup(extended, Backend::Responder(Responder::Echo)).await;
+    let mut args = with(args(&setup), "--log-level", "debug");
+    args.push("--no-scale-up".into());
+    let proxy = ProxyProcess::spawn(bin(), args).await.unwrap();
+    let mut client = connect(proxy.addr()).await;
+    assert_eq!(call(&mut client, 6, 1, b"bound").await, b"bound");
+    let log = proxy.wait_for_log("bind: READY", LOG_WAIT).await.unwrap();
+    assert!(
+        log.contains("8 bytes after the BindClientResponse"),
+        "{log}"
+    );
+    assert!(!log.contains("does not speak AWSFILE"), "{log}");
+    assert_eq!(setup.target.observations().connections, 1);
 }
 
 #[tokio::test]

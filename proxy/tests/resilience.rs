@@ -406,3 +406,89 @@ async fn a_thousand_connections_and_two_hundred_at_once_leave_no_fds_or_memory_b
     );
     assert_eq!(setup.target.observations().binds.len(), 1400);
 }
+
+/// An NFSv4.1 COMPOUND call (empty tag) whose first operation is `op`, padded to `size`.
+fn compound(xid: u32, op: u32, size: usize) -> Vec<u8> {
+    let mut body = vec![0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1];
+    body.extend(op.to_be_bytes());
+    body.resize(size.max(body.len()), 0xab);
+    let message = efs_rpc::RpcMessage::call(xid, efs_rpc::CallHeader::new(100_003, 4, 1))
+        .encode_with_body(&body)
+        .unwrap();
+    efs_rpc::Record::from_message(&message)
+        .unwrap()
+        .wire()
+        .to_vec()
+}
+
+/// RFC 8881 §2.10.3.1 under forced scale-up: with three server connections for one client
+/// connection, every COMPOUND that does not start with SEQUENCE (EXCHANGE_ID, CREATE_SESSION,
+/// BIND_CONN_TO_SESSION, DESTROY_SESSION, DESTROY_CLIENTID) goes on the first connection, where
+/// the session was created and is bound; SEQUENCE-led ones keep spreading.
+#[tokio::test]
+async fn session_management_stays_on_the_first_connection_under_scale_up() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let setup = setup(
+        BindBehaviour::ready_with(0x11, scale_config()),
+        Responder::Echo,
+    )
+    .await;
+    let proxy = proxy(&setup, &[]).await;
+    let mut client = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
+    let (mut read, mut write) = client.split();
+    let mut xid = 0u32;
+    let mut exchange = async |ops: Vec<u32>, size: usize| {
+        let mut burst = Vec::new();
+        let mut sent = Vec::new();
+        for op in ops {
+            xid += 1;
+            burst.extend(compound(xid, op, size));
+            sent.push((xid, op));
+        }
+        let writing = async { write.write_all(&burst).await.unwrap() };
+        let reading = async {
+            for _ in 0..sent.len() {
+                let mut mark = [0u8; 4];
+                read.read_exact(&mut mark).await.unwrap();
+                let mut reply = vec![0; (u32::from_be_bytes(mark) & 0x7fff_ffff) as usize];
+                read.read_exact(&mut reply).await.unwrap();
+            }
+        };
+        tokio::join!(writing, reading);
+        sent
+    };
+    let until = tokio::time::Instant::now() + WAIT;
+    while setup.target.observations().handshakes < 3 {
+        assert!(tokio::time::Instant::now() < until, "{}", proxy.log());
+        exchange(vec![53; 8], 64 * 1024).await;
+    }
+    let management = [42, 43, 41, 44, 57];
+    // Each management call follows large SEQUENCE-led ones, when the first connection is
+    // the busiest: spreading by load alone would send it elsewhere.
+    let ops: Vec<u32> = (0..120)
+        .map(|i| {
+            if i % 4 == 3 {
+                management[i / 4 % 5]
+            } else {
+                53
+            }
+        })
+        .collect();
+    let sent = exchange(ops, 64 * 1024).await;
+
+    let seen = setup.target.observations();
+    let first = &seen.xids_by_connection[0];
+    for (xid, op) in &sent {
+        if *op != 53 {
+            assert!(
+                first.contains(xid),
+                "op {op} (xid {xid}) left the first connection"
+            );
+        }
+    }
+    let elsewhere = sent.iter().filter(|(xid, _)| !first.contains(xid)).count();
+    assert!(
+        elsewhere > 0,
+        "SEQUENCE-led calls still spread over the group"
+    );
+}

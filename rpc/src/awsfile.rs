@@ -301,13 +301,28 @@ pub fn bind_reply(xid: u32, response: &BindClientResponse) -> Result<Vec<u8>, Xd
     header.encode_with_body(&xdr::to_vec(response)?)
 }
 
+/// A decoded reply to a bind call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindReply {
+    pub xid: u32,
+    pub response: BindClientResponse,
+    /// Bytes of the record after the `BindClientResponse`, ignored (as efs-proxy does, so a
+    /// future extension of the reply does not turn every bind into a refusal).
+    pub trailing: usize,
+}
+
 /// Decodes the reply to a bind call. Any RPC-level refusal (PROG_UNAVAIL from a plain NFS
 /// server, a denied reply) and any undecodable body are errors; the caller decides what they
-/// mean (efs-proxy: reconnect and forward without bind).
-pub fn parse_bind_reply(message: &[u8]) -> Result<(u32, BindClientResponse), ReplyError> {
-    let (xid, results) = parse_accepted_reply(message)?;
-    let response = xdr::from_slice_exact(results)?;
-    Ok((xid, response))
+/// mean (efs-proxy: reconnect and forward without bind). Bytes after the response are counted
+/// in [`BindReply::trailing`], not refused.
+pub fn parse_bind_reply(message: &[u8]) -> Result<BindReply, ReplyError> {
+    let (xid, mut results) = parse_accepted_reply(message)?;
+    let (response, _) = BindClientResponse::unpack(&mut results).map_err(xdr::from_codec)?;
+    Ok(BindReply {
+        xid,
+        response,
+        trailing: results.len(),
+    })
 }
 
 #[cfg(test)]
@@ -360,8 +375,11 @@ mod tests {
         let record = Record::from_message(&bind_reply(0x1234_5678, &response).unwrap()).unwrap();
         assert_eq!(record.wire().len(), 112);
         assert_eq!(&record.wire()[..], &expected[..]);
-        let (xid, decoded) = parse_bind_reply(&expected[4..]).unwrap();
-        assert_eq!((xid, decoded), (0x1234_5678, response));
+        let reply = parse_bind_reply(&expected[4..]).unwrap();
+        assert_eq!(
+            (reply.xid, reply.response, reply.trailing),
+            (0x1234_5678, response, 0)
+        );
     }
 
     /// efs-proxy-spec.md §4: the RETRY_LATER("busy") body.
@@ -401,7 +419,8 @@ mod tests {
                 },
             };
             let message = bind_reply(42, &response).unwrap();
-            assert_eq!(parse_bind_reply(&message).unwrap(), (42, response));
+            let reply = parse_bind_reply(&message).unwrap();
+            assert_eq!((reply.xid, reply.response), (42, response));
         }
     }
 
@@ -418,12 +437,6 @@ mod tests {
         for len in 0..good.len() {
             assert!(parse_bind_reply(&good[..len]).is_err(), "prefix {len}");
         }
-        let mut trailing = good.clone();
-        trailing.extend([0, 0, 0, 0]);
-        assert_eq!(
-            parse_bind_reply(&trailing).unwrap_err(),
-            ReplyError::Malformed(XdrError::Trailing(4))
-        );
         // An ERROR string announcing 2^32-1 bytes.
         let mut huge = good[..24].to_vec();
         huge.extend(hex("00000004 ffffffff 00000000"));
@@ -431,6 +444,21 @@ mod tests {
             parse_bind_reply(&huge).unwrap_err(),
             ReplyError::Malformed(XdrError::TooLong(_))
         ));
+    }
+
+    #[test]
+    fn bytes_after_the_response_are_counted_not_refused() {
+        let response = BindClientResponse {
+            bind_response: BindResponse::Ready(partition()),
+            scale_up_config: ScaleUpConfig::default(),
+        };
+        let mut message = bind_reply(9, &response).unwrap();
+        message.extend([0, 0, 0, 1, 0xde, 0xad]);
+        let reply = parse_bind_reply(&message).unwrap();
+        assert_eq!(
+            (reply.xid, reply.response, reply.trailing),
+            (9, response, 6)
+        );
     }
 
     #[test]

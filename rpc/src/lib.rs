@@ -6,6 +6,8 @@
 //!   bounded record size;
 //! * [`message`]: ONC RPC v2 call and reply headers, AUTH_NONE and AUTH_SYS;
 //! * [`awsfile`]: the AWSFILE program (400123) and its `bind_client_to_partition` procedure;
+//! * [`nfs4`]: whether an NFSv4.1 COMPOUND call starts with SEQUENCE (its first operation
+//!   number, nothing more);
 //! * [`xdr`]: the XDR primitives the above are built on (`xdr-codec`'s `Pack`/`Unpack` traits,
 //!   with bounded readers for untrusted input).
 //!
@@ -14,6 +16,7 @@
 
 pub mod awsfile;
 pub mod message;
+pub mod nfs4;
 pub mod record;
 pub mod xdr;
 

@@ -30,6 +30,8 @@ use efs_proxy::tls::HandshakeSignatures;
 pub enum BindBehaviour {
     /// A decoded reply of the given content (READY, RETRY_LATER, ERROR, ...).
     Reply(BindClientResponse),
+    /// That reply followed, in the same record, by these bytes (a future, longer reply).
+    Extended(BindClientResponse, Vec<u8>),
     /// PROG_UNAVAIL, as a plain NFS server (ganesha) answers; the connection stays usable.
     ProgUnavail,
     /// These raw bytes (not a valid reply), then the connection is closed.
@@ -140,6 +142,8 @@ pub struct Observations {
     pub records: usize,
     /// Records handled per connection, in accept order (responder backend only).
     pub records_by_connection: Vec<usize>,
+    /// The xid of each call handled, per connection in accept order (responder backend only).
+    pub xids_by_connection: Vec<Vec<u32>>,
     /// Client certificates accepted by the IAM check.
     pub iam_accepted: usize,
     /// Why the IAM check refused client certificates, in order.
@@ -366,6 +370,11 @@ where
                     let reply = awsfile::bind_reply(xid, response)?;
                     framed.send(Record::from_message(&reply)?).await?;
                 }
+                BindBehaviour::Extended(response, extra) => {
+                    let mut reply = awsfile::bind_reply(xid, response)?;
+                    reply.extend_from_slice(extra);
+                    framed.send(Record::from_message(&reply)?).await?;
+                }
                 BindBehaviour::ProgUnavail => {
                     let reply =
                         RpcMessage::reply(xid, ReplyHeader::accepted(AcceptStat::ProgUnavail));
@@ -433,6 +442,12 @@ where
             o.records_by_connection.resize(conn + 1, 0);
         }
         o.records_by_connection[conn] += 1;
+        if o.xids_by_connection.len() <= conn {
+            o.xids_by_connection.resize(conn + 1, Vec::new());
+        }
+        if let Some(xid) = record.message().first_chunk::<4>() {
+            o.xids_by_connection[conn].push(u32::from_be_bytes(*xid));
+        }
     });
     if shared.muted.lock().unwrap().contains(&conn) {
         return Ok(());

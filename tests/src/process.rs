@@ -13,7 +13,7 @@ use tokio::process::{Child, Command};
 
 /// The `efs-proxy` binary to run: `EFS_PROXY_BIN` if set, else the one cargo built for the
 /// calling test (`env!("CARGO_BIN_EXE_efs-proxy")`, passed in by the caller).
-fn binary(default: &Path) -> PathBuf {
+pub fn binary(default: &Path) -> PathBuf {
     std::env::var_os("EFS_PROXY_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| default.to_path_buf())
@@ -58,7 +58,9 @@ impl ProxyProcess {
         Self::spawn_command(command).await
     }
 
-    async fn spawn_command(mut command: Command) -> anyhow::Result<Self> {
+    /// Starts `command` (which runs `efs-proxy`, possibly through a wrapper such as
+    /// `prlimit` or `setpriv`) and waits as [`spawn`](Self::spawn) does.
+    pub async fn spawn_command(mut command: Command) -> anyhow::Result<Self> {
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -30,11 +30,18 @@ use tracing_subscriber::{EnvFilter, Layer};
 pub fn main(config_path: &Path, tls: bool) -> anyhow::Result<()> {
     let config = dropin::load(config_path)?;
     init_logging(&config)?;
-    if config.fips {
+    if config.fips && !efs_proxy::tls::FIPS {
         bail!(
             "{}: fips = yes asks for FIPS 140-3 validated cryptography, which this build does \
-             not have (rustls with ring); set fips = no, or use AWS's efs-proxy for FIPS mounts",
+             not have (rustls with ring): build with `cargo build --release -p efs-proxy \
+             --features fips` (rustls on aws-lc-rs in FIPS mode; needs cmake and Go), set \
+             fips = no, or use AWS's efs-proxy for FIPS mounts",
             config_path.display()
+        );
+    }
+    if efs_proxy::tls::FIPS {
+        info!(
+            "FIPS build: TLS on aws-lc-rs in FIPS mode (FIPS cipher suites and key exchange only)"
         );
     }
     let runtime = super::runtime().context("starting the async runtime")?;
@@ -85,10 +92,24 @@ async fn serve(path: &Path, config: DropInConfig, tls: bool) -> anyhow::Result<(
 fn proxy_config(path: &Path, config: &DropInConfig, tls: bool) -> anyhow::Result<ProxyConfig> {
     let mut proxy = ProxyConfig::new(config.connect.clone());
     proxy.listen = config.accept;
-    // efs-proxy gives the whole initial connection `retry_nfs_mount_command_timeout_sec - 1`.
+    // efs-proxy listens wherever `accept` says (efs-utils always writes 127.0.0.1); kept, but
+    // said, since the listener hands out this host's IAM identity.
+    proxy.allow_remote = true;
+    proxy.allowed_uids = config.allow_uid.clone();
+    if !config.accept.ip().is_loopback() {
+        warn!(
+            "{}: accept = {} is not a loopback address: anyone who can reach it gets NFS \
+             sessions signed with this host's IAM identity",
+            path.display(),
+            config.accept
+        );
+    }
+    // efs-proxy gives TCP, TLS and bind together `retry_nfs_mount_command_timeout_sec - 1`:
+    // one deadline, so a slow path fails before the mount helper stops waiting.
     let limit = Duration::from_secs(config.init_timeout_sec.saturating_sub(1).max(1));
     proxy.connect_timeout = limit;
     proxy.bind_timeout = limit;
+    proxy.connect_deadline = Some(limit);
     if tls {
         proxy.tls = Some(tls_settings(path, config)?);
     }
@@ -119,7 +140,10 @@ fn tls_settings(path: &Path, config: &DropInConfig) -> anyhow::Result<TlsSetting
     let server_name = match &config.check_host {
         Some(name) => name.clone(),
         None => {
-            warn!("{file}: no checkHost: the server certificate's name is not checked");
+            warn!(
+                "{file}: no checkHost: the server certificate's name is not checked and no SNI \
+                 is sent (as efs-proxy)"
+            );
             host_of(&config.connect).to_string()
         }
     };
@@ -127,6 +151,7 @@ fn tls_settings(path: &Path, config: &DropInConfig) -> anyhow::Result<TlsSetting
         server_name,
         trust,
         verify_hostname: config.check_host.is_some(),
+        send_sni: config.check_host.is_some(),
         identity: Some(identity),
     })
 }
@@ -147,11 +172,13 @@ impl ReloadSource {
             .map_err(anyhow::Error::from)
             .and_then(|config| tls_settings(&self.path, &config))
             .and_then(|settings| {
-                Ok(tls::client_config(
+                let mut config = tls::client_config(
                     &settings.trust,
                     settings.verify_hostname,
                     settings.identity.as_ref(),
-                )?)
+                )?;
+                config.enable_sni = settings.send_sni;
+                Ok(config)
             });
         match result {
             Ok(config) => {
@@ -166,23 +193,34 @@ impl ReloadSource {
     }
 }
 
-/// The pid file: `"<pid>\n"`, removed when dropped (SIGTERM, or a fatal error).
-struct PidFile(PathBuf);
+/// The pid file: `"<pid>\n"`, removed when dropped (SIGTERM, or a fatal error). Only a file
+/// this process wrote is removed.
+struct PidFile(Option<PathBuf>);
 
 impl PidFile {
     fn write(path: &Path) -> PidFile {
         // Like efs-proxy, a pid file that cannot be written is not fatal (for non-TLS mounts
-        // its directory does not exist); the watchdog tolerates its absence.
-        if let Err(e) = std::fs::write(path, format!("{}\n", std::process::id())) {
-            warn!("cannot write pid file {}: {e}", path.display());
+        // its directory does not exist); the watchdog tolerates its absence. A symbolic link
+        // or other planted file is never followed or overwritten, and said loudly.
+        match efs_proxy::files::write_pid_file(path) {
+            Ok(()) => PidFile(Some(path.to_path_buf())),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                error!("pid file: {e}");
+                PidFile(None)
+            }
+            Err(e) => {
+                warn!("cannot write pid file {}: {e}", path.display());
+                PidFile(None)
+            }
         }
-        PidFile(path.to_path_buf())
     }
 }
 
 impl Drop for PidFile {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        if let Some(path) = &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 

@@ -17,6 +17,26 @@ pub struct RunArgs {
     /// Where NFS clients connect. 127.0.0.1:0 picks a free port (printed on start).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:20049")]
     listen: SocketAddr,
+    /// Allow --listen on an address other than loopback. Every connection to the proxy gets
+    /// an NFS session signed with this host's IAM identity: only for a trusted network.
+    #[arg(long)]
+    allow_remote: bool,
+    /// Cap on client connections (lowered to fit the open-file limit). At the cap, the
+    /// connection that has waited longest for its first record is closed to make room; if
+    /// none waits, the new connection is closed.
+    #[arg(long, value_name = "N", default_value_t = efs_proxy::accept::DEFAULT_MAX_CONNECTIONS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    max_connections: usize,
+    /// Close a client connection that sends no complete RPC record within this many seconds
+    /// of connecting (no server connection is opened before its first record).
+    #[arg(long, value_name = "SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    first_record_timeout: u64,
+    /// Local users whose connections are served, besides root (the kernel NFS client) and
+    /// the proxy's own user: numeric uids separated by commas, or `any` (AWS's proxy serves
+    /// any user). Linux only.
+    #[arg(long, value_name = "UIDS|any", value_parser = efs_proxy::peer::UidPolicy::parse)]
+    allow_uid: Option<efs_proxy::peer::UidPolicy>,
     /// Largest RPC record accepted in either direction, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = efs_rpc::DEFAULT_MAX_RECORD_SIZE)]
     max_record_size: usize,
@@ -53,6 +73,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let builder = ProxyBuilder::new(plan.target)
         .server_name(plan.server_name)
         .listen(args.listen)
+        .allow_remote(args.allow_remote)
+        .allowed_uids(args.allow_uid.unwrap_or_default())
+        .max_connections(args.max_connections)
+        .first_record_timeout(Duration::from_secs(args.first_record_timeout))
         .trust(trust)
         .auth(auth)
         .connect_timeout(Duration::from_secs(args.server.connect_timeout))

@@ -53,14 +53,28 @@ impl Default for ClientInfo {
     }
 }
 
-/// The content of extension 7.2.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The content of extension 7.2. `Debug` shows the session token's length only.
+#[derive(Clone, PartialEq, Eq)]
 pub struct SigV4Block {
     pub access_key_id: String,
     /// The 64 hex characters of the signature.
     pub signature: String,
     pub time: SigningTime,
     pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for SigV4Block {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigV4Block")
+            .field("access_key_id", &self.access_key_id)
+            .field("signature", &self.signature)
+            .field("time", &self.time)
+            .field(
+                "session_token",
+                &sigv4::redacted(self.session_token.as_deref()),
+            )
+            .finish()
+    }
 }
 
 /// DER of extension 7.1.
@@ -176,7 +190,8 @@ pub struct Signed {
     pub block: SigV4Block,
 }
 
-/// Signs efs-utils' request for `spec` with the key's public key hash.
+/// Signs efs-utils' request for `spec` with the key's public key hash. An empty session token
+/// is no token: efs-utils leaves it out of both the query and the certificate.
 pub fn sign(
     key: &ClientKey,
     spec: &CertificateSpec,
@@ -185,6 +200,7 @@ pub fn sign(
     secret_access_key: &str,
     session_token: Option<&str>,
 ) -> Signed {
+    let session_token = session_token.filter(|t| !t.is_empty());
     let request = sigv4::SigningRequest {
         access_key_id: access_key_id.to_string(),
         session_token: session_token.map(str::to_string),
@@ -232,5 +248,40 @@ mod tests {
         assert_eq!(&der[..3], &[0x30, 0x81, 0x85]);
         assert!(hex::encode(&der).contains(&format!("170d{}", hex::encode("260102030405Z"))));
         assert!(hex::encode(&der).contains("a0250c23"));
+    }
+
+    #[test]
+    fn an_empty_session_token_is_no_token() {
+        let pem = rcgen::KeyPair::generate().unwrap().serialize_pem();
+        let key = ClientKey::from_pem(pem.as_bytes(), std::path::Path::new("k.pem")).unwrap();
+        let spec = CertificateSpec::new(
+            "fs-0123456789abcdef0",
+            "us-east-1",
+            super::super::Service::S3Files,
+        );
+        let time = SigningTime::parse_amz_date("20260102T030405Z").unwrap();
+        let empty = sign(&key, &spec, time, "AKIDEXAMPLE", "secret", Some(""));
+        let none = sign(&key, &spec, time, "AKIDEXAMPLE", "secret", None);
+        assert_eq!(empty.request.session_token, None);
+        assert!(!empty.request.canonical_query().contains("Security-Token"));
+        assert_eq!(empty.block, none.block);
+        assert_eq!(sigv4_extension(&empty.block), sigv4_extension(&none.block));
+    }
+
+    #[test]
+    fn debug_of_the_block_and_the_signed_request_never_shows_the_token() {
+        let pem = rcgen::KeyPair::generate().unwrap().serialize_pem();
+        let key = ClientKey::from_pem(pem.as_bytes(), std::path::Path::new("k.pem")).unwrap();
+        let spec = CertificateSpec::new(
+            "fs-0123456789abcdef0",
+            "us-east-1",
+            super::super::Service::Efs,
+        );
+        let time = SigningTime::parse_amz_date("20260102T030405Z").unwrap();
+        let token = "IQoJb3JpZ2luX2VjEXAMPLE/SECRETTOKEN";
+        let signed = sign(&key, &spec, time, "AKIDEXAMPLE", "secret", Some(token));
+        let shown = format!("{signed:?} {:?}", signed.block);
+        assert!(!shown.contains("SECRETTOKEN"), "{shown}");
+        assert!(shown.contains("<redacted, 35 characters>"), "{shown}");
     }
 }

@@ -16,14 +16,24 @@ use ring::digest::{SHA1_FOR_LEGACY_USE_ONLY, digest};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use thiserror::Error;
+use zeroize::Zeroizing;
 
 /// Size of generated keys, as efs-utils' `rsa_keygen_bits:3072`.
 pub const RSA_BITS: usize = 3072;
 
-/// A private key that can sign certificates and TLS handshakes.
+/// A private key that can sign certificates and TLS handshakes. Its DER is wiped from memory
+/// when it is dropped (ring's parsed copy inside the key pair is ring's to manage).
 pub struct ClientKey {
     pair: KeyPair,
 }
+
+impl Drop for ClientKey {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.pair);
+    }
+}
+
+impl zeroize::ZeroizeOnDrop for ClientKey {}
 
 impl std::fmt::Debug for ClientKey {
     /// Never prints the key.
@@ -87,7 +97,7 @@ impl ClientKey {
             reason,
         };
         let der = PrivateKeyDer::from_pem_slice(pem).map_err(|e| parse(e.to_string()))?;
-        let pkcs8: Vec<u8> = match &der {
+        let pkcs8: Zeroizing<Vec<u8>> = Zeroizing::new(match &der {
             PrivateKeyDer::Pkcs8(k) => k.secret_pkcs8_der().to_vec(),
             PrivateKeyDer::Pkcs1(k) => {
                 use rsa::pkcs1::DecodeRsaPrivateKey;
@@ -104,7 +114,7 @@ impl ClientKey {
                     "SEC1 EC keys are not supported, convert to PKCS#8".into(),
                 ));
             }
-        };
+        });
         let pkcs8 = PrivatePkcs8KeyDer::from(pkcs8.as_slice());
         // RSA keys get sha256WithRSAEncryption (efs-utils'); anything else its natural scheme.
         let pair = KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8, &PKCS_RSA_SHA256)
@@ -113,12 +123,14 @@ impl ClientKey {
         Ok(ClientKey { pair })
     }
 
-    /// Loads a PEM private key file.
+    /// Loads a PEM private key file, warning when users other than its owner can read it or
+    /// its owner is not this process's user ([`crate::files::key_file_problem`]).
     pub fn load(path: &Path) -> Result<ClientKey, KeyError> {
-        let pem = std::fs::read(path).map_err(|source| KeyError::Read {
+        let pem = Zeroizing::new(std::fs::read(path).map_err(|source| KeyError::Read {
             path: path.to_path_buf(),
             source,
-        })?;
+        })?);
+        crate::files::warn_about_key_file(path);
         Self::from_pem(&pem, path)
     }
 
@@ -169,7 +181,8 @@ impl ClientKey {
             .mode(0o600)
             .open(path)
             .map_err(write)?;
-        file.write_all(self.pair.serialize_pem().as_bytes())
+        let pem = Zeroizing::new(self.pair.serialize_pem());
+        file.write_all(pem.as_bytes())
             .and_then(|()| file.sync_all())
             .map_err(write)
     }
@@ -219,6 +232,17 @@ mod tests {
     /// An ECDSA key made by rcgen (fast), as PEM.
     fn ecdsa_pem() -> String {
         KeyPair::generate().unwrap().serialize_pem()
+    }
+
+    #[test]
+    fn a_client_key_wipes_its_der_when_dropped() {
+        fn zeroized_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+        zeroized_on_drop::<ClientKey>();
+        // What the Drop impl does, observed on a copy: rcgen's Zeroize empties the DER.
+        let mut pair = KeyPair::generate().unwrap();
+        assert!(!pair.serialize_der().is_empty());
+        zeroize::Zeroize::zeroize(&mut pair);
+        assert!(pair.serialize_der().is_empty());
     }
 
     #[test]

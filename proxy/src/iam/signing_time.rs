@@ -17,8 +17,19 @@ impl SigningTime {
         Self::from_system_time(SystemTime::now())
     }
 
+    ///
+    /// A time outside years -9999 to 9999 (a far deadline computed from a huge option) is
+    /// clamped to that range instead of panicking as `OffsetDateTime::from` would.
     pub fn from_system_time(t: SystemTime) -> Self {
-        Self::from_offset(OffsetDateTime::from(t))
+        let seconds = match t.duration_since(SystemTime::UNIX_EPOCH) {
+            Ok(after) => i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
+            Err(before) => i64::try_from(before.duration().as_secs()).map_or(i64::MIN, |s| -s),
+        };
+        let min = time::PrimitiveDateTime::MIN.assume_utc();
+        let max = time::PrimitiveDateTime::MAX.assume_utc();
+        let clamped = seconds.clamp(min.unix_timestamp(), max.unix_timestamp());
+        // Whole seconds only: a SigningTime has no fraction.
+        Self::from_offset(OffsetDateTime::from_unix_timestamp(clamped).unwrap_or(max))
     }
 
     fn from_offset(t: OffsetDateTime) -> Self {
@@ -138,6 +149,17 @@ impl std::fmt::Display for SigningTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_system_time_past_year_9999_is_clamped_not_a_panic() {
+        let far = SystemTime::now() + std::time::Duration::from_millis(u64::MAX);
+        assert_eq!(SigningTime::from_system_time(far).0.year(), 9999);
+        let early = SystemTime::UNIX_EPOCH - std::time::Duration::from_secs(400_000 * 31_556_952);
+        assert_eq!(SigningTime::from_system_time(early).0.year(), -9999);
+        let now = SystemTime::now();
+        let t = SigningTime::from_system_time(now);
+        assert_eq!(t, SigningTime::from_offset(OffsetDateTime::from(now)));
+    }
     use std::time::Duration;
 
     #[test]

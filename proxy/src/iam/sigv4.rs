@@ -16,6 +16,8 @@
 //! ```
 
 use ring::digest::{SHA256, digest};
+use ring::hmac;
+use zeroize::Zeroizing;
 
 use super::signing_time::SigningTime;
 
@@ -24,8 +26,8 @@ pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 /// `X-Amz-Expires`: how long the signature is valid, in seconds (a day).
 pub const EXPIRES_SECS: u64 = 86_400;
 
-/// Everything signed, except the secret key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Everything signed, except the secret key. `Debug` shows the session token's length only.
+#[derive(Clone, PartialEq, Eq)]
 pub struct SigningRequest {
     pub access_key_id: String,
     /// The session token of temporary credentials. It is part of the signed query, so it is
@@ -39,6 +41,25 @@ pub struct SigningRequest {
     /// Lower-case hex SHA-1 of the certificate's subjectPublicKey.
     pub public_key_hash: String,
     pub time: SigningTime,
+}
+
+impl std::fmt::Debug for SigningRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningRequest")
+            .field("access_key_id", &self.access_key_id)
+            .field("session_token", &redacted(self.session_token.as_deref()))
+            .field("region", &self.region)
+            .field("service", &self.service)
+            .field("fs_id", &self.fs_id)
+            .field("public_key_hash", &self.public_key_hash)
+            .field("time", &self.time)
+            .finish()
+    }
+}
+
+/// How a session token appears in `Debug` output: its length, never its text.
+pub fn redacted(token: Option<&str>) -> Option<String> {
+    token.map(|t| format!("<redacted, {} characters>", t.len()))
 }
 
 impl SigningRequest {
@@ -98,13 +119,34 @@ impl SigningRequest {
 
     /// The signature: 64 lower-case hex characters.
     pub fn signature(&self, secret_access_key: &str) -> String {
-        let key = aws_sigv4::sign::v4::generate_signing_key(
-            secret_access_key,
-            self.time.system_time(),
-            &self.region,
-            &self.service,
+        let key = self.signing_key(secret_access_key);
+        hex::encode(hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA256, key.as_ref()),
+            self.string_to_sign().as_bytes(),
+        ))
+    }
+
+    /// SigV4's derived signing key, `HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region),
+    /// service), "aws4_request")`. Computed here rather than by `aws_sigv4`, whose copy of
+    /// `"AWS4" + secret` and whose derived key are never wiped: both of ours are zeroed when
+    /// dropped (ring's HMAC state is ring's to manage).
+    pub fn signing_key(&self, secret_access_key: &str) -> Zeroizing<[u8; 32]> {
+        let mut secret = Zeroizing::new(Vec::with_capacity(4 + secret_access_key.len()));
+        secret.extend_from_slice(b"AWS4");
+        secret.extend_from_slice(secret_access_key.as_bytes());
+        let mut key = Zeroizing::new([0u8; 32]);
+        let date = self.time.date_stamp();
+        key.copy_from_slice(
+            hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &secret), date.as_bytes()).as_ref(),
         );
-        aws_sigv4::sign::v4::calculate_signature(key, self.string_to_sign().as_bytes())
+        for part in [self.region.as_str(), self.service.as_str(), "aws4_request"] {
+            let next = hmac::sign(
+                &hmac::Key::new(hmac::HMAC_SHA256, key.as_ref()),
+                part.as_bytes(),
+            );
+            key.copy_from_slice(next.as_ref());
+        }
+        key
     }
 
     /// The canonical request with the session token replaced by a placeholder, for display
@@ -218,6 +260,40 @@ mod tests {
         for v in variants {
             assert_ne!(v.signature("secret"), sig, "{v:?}");
         }
+    }
+
+    #[test]
+    fn the_signing_key_is_sigv4s_and_is_wiped_on_drop() {
+        let r = request(None);
+        let key: Zeroizing<[u8; 32]> = r.signing_key("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY");
+        let theirs = aws_sigv4::sign::v4::generate_signing_key(
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            r.time.system_time(),
+            &r.region,
+            &r.service,
+        );
+        assert_eq!(key.as_ref(), theirs.as_ref());
+        assert_eq!(
+            r.signature("secret"),
+            aws_sigv4::sign::v4::calculate_signature(
+                aws_sigv4::sign::v4::generate_signing_key(
+                    "secret",
+                    r.time.system_time(),
+                    &r.region,
+                    &r.service
+                ),
+                r.string_to_sign().as_bytes()
+            )
+        );
+    }
+
+    #[test]
+    fn debug_never_shows_the_session_token() {
+        let r = request(Some("IQoJb3JpZ2luX2VjEXAMPLE/TOKEN+abc=="));
+        let shown = format!("{r:?}");
+        assert!(!shown.contains("TOKEN"), "{shown}");
+        assert!(shown.contains("<redacted, 35 characters>"), "{shown}");
+        assert!(shown.contains("AKIDEXAMPLE"), "{shown}");
     }
 
     #[test]
