@@ -32,6 +32,8 @@ fi
 section "cargo build + test"
 cargo build --workspace --bins --locked
 cargo test --workspace --locked
+section "FIPS build: rustls on aws-lc-rs in FIPS mode, drop-in tests (fips = yes)"
+cargo test --locked -p efs-proxy --features fips --test dropin
 
 if [ "${SKIP_INFRA:-0}" != 1 ]; then
   section "infra (CDK)"

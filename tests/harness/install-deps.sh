@@ -30,6 +30,7 @@ pkgs=(
   litmus curl                                  # WebDAV: litmus suite, container e2e requests
   podman runc containernetworking-plugins      # the container image test (runc named: podman
   iptables debootstrap binutils dash           #   would pick crun, which fails on this host)
+  cmake golang-go                              # efs-proxy --features fips (aws-lc-fips-sys)
   xz-utils gzip util-linux                     # build-guest.sh: vmlinux extraction, flock
   ${EXTRA_PKGS:-}
 )
