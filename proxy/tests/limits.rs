@@ -8,10 +8,7 @@ use std::time::{Duration, Instant};
 use efs_proxy::{ProxyBuilder, StartError};
 use efs_proxy_tests::load::RpcConnection;
 use efs_proxy_tests::process::{ProxyProcess, binary, run_to_exit};
-use efs_proxy_tests::{
-    Backend, BindBehaviour, FakeMountTarget, MountTargetConfig, PkiFiles, Responder, SERVER_NAME,
-    ServerTls, TestPki,
-};
+use efs_proxy_tests::{Backend, BindBehaviour, Responder, TestBed};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::Command;
@@ -22,59 +19,8 @@ fn bin() -> std::path::PathBuf {
     binary(std::path::Path::new(env!("CARGO_BIN_EXE_efs-proxy")))
 }
 
-struct Setup {
-    target: FakeMountTarget,
-    files: PkiFiles,
-    _dir: tempfile::TempDir,
-}
-
-async fn setup() -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = TestPki::generate(&[SERVER_NAME]).unwrap();
-    let files = pki.write(dir.path()).unwrap();
-    let config = MountTargetConfig {
-        tls: Some(ServerTls {
-            chain: vec![pki.server.cert_der.clone()],
-            key: pki.server.private_key(),
-            require_client_cert: true,
-        }),
-        bind: BindBehaviour::ready(1),
-        backend: Backend::Responder(Responder::Echo),
-        max_record_size: efs_rpc::DEFAULT_MAX_RECORD_SIZE,
-        iam: None,
-    };
-    let target = FakeMountTarget::start("127.0.0.1:0".parse().unwrap(), config)
-        .await
-        .unwrap();
-    Setup {
-        target,
-        files,
-        _dir: dir,
-    }
-}
-
-fn args(setup: &Setup, extra: &[&str]) -> Vec<String> {
-    let f = &setup.files;
-    let mut args: Vec<String> = [
-        "run",
-        "--listen",
-        "127.0.0.1:0",
-        "--target",
-        &setup.target.addr().to_string(),
-        "--server-name",
-        SERVER_NAME,
-        "--ca-file",
-        f.ca.to_str().unwrap(),
-        "--cert",
-        f.client_cert.to_str().unwrap(),
-        "--key",
-        f.client_key.to_str().unwrap(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args
+async fn setup() -> TestBed {
+    TestBed::start(BindBehaviour::ready(1), Backend::Responder(Responder::Echo)).await
 }
 
 /// True if the peer closes `stream` within `limit`.
@@ -109,7 +55,7 @@ async fn a_thousand_idle_connections_under_a_64_fd_limit_do_not_keep_a_client_ou
         .arg("--nofile=64:64")
         .arg("--")
         .arg(bin())
-        .args(args(&setup, &[]))
+        .args(setup.proxy_args(&[]))
         .env_remove("RUST_LOG");
     let proxy = ProxyProcess::spawn_command(command).await.unwrap();
     let log = proxy
@@ -144,7 +90,7 @@ async fn a_thousand_idle_connections_under_a_64_fd_limit_do_not_keep_a_client_ou
 #[tokio::test]
 async fn an_idle_or_partial_connection_is_closed_at_the_first_record_deadline() {
     let setup = setup().await;
-    let proxy = ProxyProcess::spawn(&bin(), args(&setup, &["--first-record-timeout", "1"]))
+    let proxy = ProxyProcess::spawn(&bin(), setup.proxy_args(&["--first-record-timeout", "1"]))
         .await
         .unwrap();
     let mut silent = TcpStream::connect(proxy.addr()).await.unwrap();
@@ -165,7 +111,7 @@ async fn an_idle_or_partial_connection_is_closed_at_the_first_record_deadline() 
 #[tokio::test]
 async fn at_the_cap_the_oldest_waiting_connection_makes_room_and_else_the_new_one_is_closed() {
     let setup = setup().await;
-    let proxy = ProxyProcess::spawn(&bin(), args(&setup, &["--max-connections", "2"]))
+    let proxy = ProxyProcess::spawn(&bin(), setup.proxy_args(&["--max-connections", "2"]))
         .await
         .unwrap();
     let mut oldest = TcpStream::connect(proxy.addr()).await.unwrap();
@@ -191,7 +137,7 @@ async fn at_the_cap_the_oldest_waiting_connection_makes_room_and_else_the_new_on
 #[tokio::test]
 async fn listening_beyond_loopback_needs_allow_remote() {
     let setup = setup().await;
-    let mut refused = args(&setup, &[]);
+    let mut refused = setup.proxy_args(&[]);
     refused[2] = "0.0.0.0:0".into(); // --listen
     let (code, _, stderr) = run_to_exit(&bin(), refused.clone()).await.unwrap();
     assert_ne!(code, Some(0));
@@ -233,13 +179,14 @@ async fn a_dns_lookup_that_never_answers_is_bounded_by_the_connect_timeout() {
         Ok(socket) => socket,
         Err(e) => panic!("cannot bind the silent nameserver 127.0.0.77:53 (needs root): {e}"),
     };
-    let resolv = setup._dir.path().join("resolv.conf");
+    let dir = tempfile::tempdir().unwrap();
+    let resolv = dir.path().join("resolv.conf");
     std::fs::write(
         &resolv,
         "nameserver 127.0.0.77\noptions timeout:30 attempts:1\n",
     )
     .unwrap();
-    let mut proxy_args = args(&setup, &["--connect-timeout", "1"]);
+    let mut proxy_args = setup.proxy_args(&["--connect-timeout", "1"]);
     proxy_args[4] = "fs-0123456789abcdef0.efs.us-east-1.amazonaws.com:2049".into(); // --target
     let mut command = Command::new("unshare");
     command
@@ -322,7 +269,7 @@ async fn call_as_nobody(addr: SocketAddr) -> usize {
 #[tokio::test]
 async fn a_connection_from_another_local_user_is_refused_and_roots_is_served() {
     let setup = setup().await;
-    let proxy = ProxyProcess::spawn(&bin(), args(&setup, &[]))
+    let proxy = ProxyProcess::spawn(&bin(), setup.proxy_args(&[]))
         .await
         .unwrap();
     assert_eq!(call_as_nobody(proxy.addr()).await, 0, "uid 65534 refused");
@@ -335,7 +282,7 @@ async fn a_connection_from_another_local_user_is_refused_and_roots_is_served() {
     ping(proxy.addr()).await.expect("root is served");
     assert_eq!(setup.target.observations().connections, 1);
 
-    let widened = ProxyProcess::spawn(&bin(), args(&setup, &["--allow-uid", "65534"]))
+    let widened = ProxyProcess::spawn(&bin(), setup.proxy_args(&["--allow-uid", "65534"]))
         .await
         .unwrap();
     assert_eq!(

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use efs_proxy_tests::process::{ProxyProcess, run_to_exit};
 use efs_proxy_tests::{
-    Backend, BindBehaviour, FakeMountTarget, MountTargetConfig, PkiFiles, Responder, SERVER_NAME,
-    ServerTls, TestPki,
+    Backend, BindBehaviour, FakeMountTarget, MountTargetConfig, Responder, SERVER_NAME, TestBed,
+    TestPki,
 };
 use efs_rpc::{CallHeader, Record, RpcMessage, parse_accepted_reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -21,65 +21,13 @@ fn bin() -> &'static std::path::Path {
 }
 const LOG_WAIT: Duration = Duration::from_secs(10);
 
-struct Setup {
-    target: FakeMountTarget,
-    files: PkiFiles,
-    pki: TestPki,
-    _dir: tempfile::TempDir,
+async fn setup(bind: BindBehaviour, backend: Backend) -> TestBed {
+    TestBed::start(bind, backend).await
 }
 
-async fn setup(bind: BindBehaviour, backend: Backend) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = TestPki::generate(&[SERVER_NAME]).unwrap();
-    let files = pki.write(dir.path()).unwrap();
-    let config = MountTargetConfig {
-        tls: Some(ServerTls {
-            chain: vec![pki.server.cert_der.clone()],
-            key: pki.server.private_key(),
-            require_client_cert: true,
-        }),
-        bind,
-        backend,
-        max_record_size: efs_rpc::DEFAULT_MAX_RECORD_SIZE,
-        iam: None,
-    };
-    let target = FakeMountTarget::start("127.0.0.1:0".parse().unwrap(), config)
-        .await
-        .unwrap();
-    Setup {
-        target,
-        files,
-        pki,
-        _dir: dir,
-    }
-}
-
-/// The standard arguments: listen anywhere on loopback, trust the test CA, present the client
-/// certificate, verify the mount target's name.
-fn args(setup: &Setup) -> Vec<String> {
-    let f = &setup.files;
-    [
-        "run",
-        "--listen",
-        "127.0.0.1:0",
-        "--target",
-        &setup.target.addr().to_string(),
-        "--server-name",
-        SERVER_NAME,
-        "--ca-file",
-        f.ca.to_str().unwrap(),
-        "--cert",
-        f.client_cert.to_str().unwrap(),
-        "--key",
-        f.client_key.to_str().unwrap(),
-        "--connect-timeout",
-        "2",
-        "--bind-timeout",
-        "2",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+/// The test bed's standard arguments with short connect and bind timeouts.
+fn args(setup: &TestBed) -> Vec<String> {
+    setup.proxy_args(&["--connect-timeout", "2", "--bind-timeout", "2"])
 }
 
 fn with(mut args: Vec<String>, key: &str, value: &str) -> Vec<String> {

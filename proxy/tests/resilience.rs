@@ -8,10 +8,7 @@ use std::time::Duration;
 
 use efs_proxy_tests::load::{RpcConnection, echo_load};
 use efs_proxy_tests::process::ProxyProcess;
-use efs_proxy_tests::{
-    Backend, BindBehaviour, FakeMountTarget, MountTargetConfig, PkiFiles, Responder, SERVER_NAME,
-    ServerTls, TestPki,
-};
+use efs_proxy_tests::{Backend, BindBehaviour, FakeMountTarget, Responder, TestBed};
 use efs_rpc::awsfile::{BindClientResponse, BindResponse, ScaleUpConfig};
 
 fn bin() -> &'static Path {
@@ -28,61 +25,14 @@ fn scale_config() -> ScaleUpConfig {
     }
 }
 
-struct Setup {
-    target: FakeMountTarget,
-    files: PkiFiles,
-    _dir: tempfile::TempDir,
+async fn setup(bind: BindBehaviour, responder: Responder) -> TestBed {
+    TestBed::start(bind, Backend::Responder(responder)).await
 }
 
-async fn setup(bind: BindBehaviour, responder: Responder) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = TestPki::generate(&[SERVER_NAME]).unwrap();
-    let files = pki.write(dir.path()).unwrap();
-    let target = FakeMountTarget::start(
-        "127.0.0.1:0".parse().unwrap(),
-        MountTargetConfig {
-            tls: Some(ServerTls {
-                chain: vec![pki.server.cert_der.clone()],
-                key: pki.server.private_key(),
-                require_client_cert: true,
-            }),
-            bind,
-            backend: Backend::Responder(responder),
-            max_record_size: efs_rpc::DEFAULT_MAX_RECORD_SIZE,
-            iam: None,
-        },
-    )
-    .await
-    .unwrap();
-    Setup {
-        target,
-        files,
-        _dir: dir,
-    }
-}
-
-async fn proxy(setup: &Setup, extra: &[&str]) -> ProxyProcess {
-    let f = &setup.files;
-    let mut args: Vec<String> = [
-        "run",
-        "--listen",
-        "127.0.0.1:0",
-        "--target",
-        &setup.target.addr().to_string(),
-        "--server-name",
-        SERVER_NAME,
-        "--ca-file",
-        f.ca.to_str().unwrap(),
-        "--cert",
-        f.client_cert.to_str().unwrap(),
-        "--key",
-        f.client_key.to_str().unwrap(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend(extra.iter().map(|s| s.to_string()));
-    ProxyProcess::spawn(bin(), args).await.unwrap()
+async fn proxy(setup: &TestBed, extra: &[&str]) -> ProxyProcess {
+    ProxyProcess::spawn(bin(), setup.proxy_args(extra))
+        .await
+        .unwrap()
 }
 
 const WAIT: Duration = Duration::from_secs(15);

@@ -15,7 +15,8 @@
 # exit 1 and leave no process or mount behind (failcase=0 skips it).
 #
 # Kernel command line (-> environment): nfsport (the fake mount target's host port),
-# servername (its TLS name), donetimeout (seconds to wait for the host, default 600),
+# servername (its TLS name), webdavport (the host port QEMU forwards to WebDAV, default 8080),
+# donetimeout (seconds to wait for the host, default 600),
 # failcase (1 = run the failing start first, default).
 set -u
 PORT=${nfsport:-}
@@ -61,6 +62,9 @@ fi
 # 2. The real start.
 export EFS_PROXY_ARGS="--target 10.0.2.2:$PORT --server-name $NAME --ca-file /pki/ca.pem --cert /pki/client.pem --key /pki/client.key"
 export WEBDAV_LISTEN=0.0.0.0:8080 MOUNT_POINT=$MNT STATE_DIR=/run/s3files MOUNT_TIMEOUT=60 READY_TIMEOUT=60
+# The host reaches WebDAV through QEMU's forward of another port: efs-webdav accepts only a
+# Host naming the port clients use (its guard against DNS rebinding).
+export WEBDAV_PUBLIC_PORT=${webdavport:-8080}
 echo "KVMNFS: starting entrypoint.sh at $(up)s"
 : >/tmp/entrypoint.log
 /usr/local/bin/entrypoint.sh >/tmp/entrypoint.log 2>&1 &

@@ -92,7 +92,7 @@ start_guest() {
   NFS_PORT=$tport EXPORT_DIR=$GDIR/export \
     KVMNFS_GUEST_TEST=$ROOT/tests/e2e/container-guest-test.sh \
     KVMNFS_HOSTFWD="hostfwd=tcp:127.0.0.1:$hport-:8080" \
-    KVMNFS_APPEND="servername=$SERVER_NAME donetimeout=600" \
+    KVMNFS_APPEND="servername=$SERVER_NAME webdavport=$hport donetimeout=600" \
     KVMNFS_MEM=${KVMNFS_MEM:-1024M} KVMNFS_TIMEOUT=${KVMNFS_TIMEOUT:-900} \
     SERIAL_LOG=$TMP/serial-live.log \
     GUEST_EXTRA_FILES="$BIN_DIR/efs-proxy:/usr/local/bin/efs-proxy $BIN_DIR/efs-webdav:/usr/local/bin/efs-webdav $ROOT/container/entrypoint.sh:/usr/local/bin/entrypoint.sh $TMP/pki:/pki" \

@@ -2,6 +2,7 @@
 //! `bind_client_to_partition`, then records relayed to a backend), an in-process RPC responder,
 //! a throw-away PKI, and helpers to run the real `efs-proxy` binary.
 
+pub mod bed;
 pub mod bench;
 pub mod credentials_endpoint;
 mod http;
@@ -13,6 +14,7 @@ pub mod process;
 pub mod responder;
 pub mod sts_sso_endpoint;
 
+pub use bed::TestBed;
 pub use iam_verify::{IamVerifier, Refusal};
 pub use mount_target::{Backend, BindBehaviour, FakeMountTarget, MountTargetConfig, ServerTls};
 pub use pki::{PkiFiles, SERVER_NAME, TestPki};

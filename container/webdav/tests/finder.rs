@@ -11,25 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use http::{Body, request, start, start_logged, wait_for};
-
-/// Every name below `dir`, relative, sorted.
-fn all_names(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let entry = entry.unwrap();
-            let path = entry.path();
-            out.push(path.strip_prefix(dir).unwrap().display().to_string());
-            if entry.file_type().unwrap().is_dir() {
-                stack.push(path);
-            }
-        }
-    }
-    out.sort();
-    out
-}
+use http::{Body, all_names, request, start, start_logged, wait_for};
 
 /// Sizes of the files directly in `dir` other than `except`.
 fn others_written(dir: &Path, except: &str) -> bool {

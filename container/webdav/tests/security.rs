@@ -7,28 +7,9 @@ mod http;
 use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::symlink;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use http::{Body, read_reply, request, request_to, start, start_logged, wait_for};
-
-/// Every name below `dir`, relative, sorted (symbolic links not followed).
-fn all_names(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let entry = entry.unwrap();
-            let path = entry.path();
-            out.push(path.strip_prefix(dir).unwrap().display().to_string());
-            if entry.file_type().unwrap().is_dir() {
-                stack.push(path);
-            }
-        }
-    }
-    out.sort();
-    out
-}
+use http::{Body, all_names, read_reply, request, request_to, start, start_logged, wait_for};
 
 #[test]
 fn a_foreign_host_is_refused_whatever_the_method() {

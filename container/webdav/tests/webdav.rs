@@ -5,28 +5,9 @@
 
 mod http;
 
-use std::path::Path;
 use std::process::Command;
 
-use http::{Body, pseudo_random, request, start};
-
-/// Every file name below `dir`, relative.
-fn all_names(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let entry = entry.unwrap();
-            let path = entry.path();
-            out.push(path.strip_prefix(dir).unwrap().display().to_string());
-            if entry.file_type().unwrap().is_dir() {
-                stack.push(path);
-            }
-        }
-    }
-    out.sort();
-    out
-}
+use http::{Body, all_names, pseudo_random, request, start};
 
 const LOCK_BODY: &str = r#"<?xml version="1.0" encoding="utf-8"?>
 <D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope>
