@@ -65,6 +65,8 @@ if [ "${SKIP_E2E:-0}" != 1 ]; then
   E2E_MODE=iam bash tests/e2e/kernel-client.sh
   section "end to end, drop-in mode (efs-utils config file)"
   E2E_MODE=dropin bash tests/e2e/kernel-client.sh
+  section "end to end under forced scale-up: session-management COMPOUNDs stay on the first connection"
+  E2E_MODE=scaleup bash tests/e2e/kernel-client.sh
   section "container entrypoint on this host: one diagnosis per failure class (IAM, real peers), argv injection refused"
   bash tests/e2e/container-entrypoint.sh
   section "end to end: container entrypoint in QEMU (efs-proxy + NFSv4.2 mount + WebDAV)"

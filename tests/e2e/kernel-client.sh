@@ -18,7 +18,14 @@
 # env: E2E_MODE=native (default: `efs-proxy run ...` with PEM files), iam (the proxy makes
 #      and signs its own IAM certificate from environment credentials; the mount target
 #      verifies the SigV4 signature) or dropin (efs-utils' interface: `setsid efs-proxy CONFIG
-#      --tls` with the config text efs-utils writes);
+#      --tls` with the config text efs-utils writes) or scaleup (native, with the mount target's
+#      scale-up threshold at 1 byte/s: the proxy spreads the kernel client's records over three
+#      server connections; no reply may be NFS4ERR_CONN_NOT_BOUND_TO_SESSION, which a
+#      session-management COMPOUND sent on a connection the server never bound gets. With
+#      the kernel client this passes even without the routing of such COMPOUNDs to the first
+#      connection: every connection carries a SEQUENCE before the unmount's DESTROY_SESSION,
+#      which binds it. The test that fails without that routing is proxy/tests/resilience.rs
+#      `session_management_stays_on_the_first_connection_under_scale_up`);
 #      BIN_DIR (default: $CARGO_TARGET_DIR or ./target, /debug) holds efs-proxy and
 #      fake-mount-target; E2E_PROFILE=release picks target/release; anything run-guest.sh reads.
 set -euo pipefail
@@ -86,13 +93,19 @@ if [ "${E2E_MODE:-native}" = iam ]; then
     --iam-access-key-id AKIDE2ETEST)
 fi
 
+if [ "${E2E_MODE:-native}" = scaleup ]; then
+  target_cmd+=(--scale-threshold 1 --scale-max 3)
+  # The proxy measures throughput over 3 s before it scales up: write long enough for that.
+  export NFS_MB=${NFS_MB:-96}
+fi
+
 step "mount target: fake-mount-target (TLS, client certificate required, bind READY, relay to ganesha)"
 start_listener target target "${target_cmd[@]}" --listen 127.0.0.1:0 \
   --pki-dir "$TMP/pki" --server-name "$SERVER_NAME" --bind ready --backend "127.0.0.1:$gport"
 echo "mount target on $target, certificate for $SERVER_NAME (test CA $TMP/pki/ca.pem)"
 
 case ${E2E_MODE:-native} in
-native)
+native | scaleup)
   step "proxy: efs-proxy run (TLS to the mount target, client certificate, bind)"
   start_listener proxy proxy "$BIN_DIR/efs-proxy" run --listen 127.0.0.1:0 \
     --target "$target" --server-name "$SERVER_NAME" --ca-file "$TMP/pki/ca.pem" \
@@ -157,7 +170,7 @@ CONF
   # The rest of this script reads the proxy's log under one name.
   ln -s "$TMP/proxy-file.log" "$TMP/proxy.log"
   ;;
-*) die "E2E_MODE must be native or dropin" 2 ;;
+*) die "E2E_MODE must be native, iam, dropin or scaleup" 2 ;;
 esac
 echo "efs-proxy on 127.0.0.1:$pport (${E2E_MODE:-native} mode)"
 
@@ -178,6 +191,13 @@ if [ "${E2E_MODE:-native}" = iam ]; then
   ! grep -qF "$AWS_SECRET_ACCESS_KEY_E2E" "$TMP/proxy.log" "$TMP/target.log" ||
     die "the secret access key appears in a log"
   echo "iam:          $(grep -c 'iam: client certificate accepted' "$TMP/target.log") certificates made by the proxy passed the SigV4 check"
+fi
+if [ "${E2E_MODE:-native}" = scaleup ]; then
+  grep -q 'scale-up: added connection' "$TMP/proxy.log" ||
+    die "the proxy never scaled up (threshold 1 byte/s): the test did not test multiplexing"
+  ! grep -q 'NFS4ERR_CONN_NOT_BOUND_TO_SESSION' "$TMP/target.log" ||
+    die "ganesha answered NFS4ERR_CONN_NOT_BOUND_TO_SESSION: a COMPOUND went to a connection not bound to its session"
+  echo "scale-up:     $(grep -c 'scale-up: added connection' "$TMP/proxy.log") connections added; no reply was NFS4ERR_CONN_NOT_BOUND_TO_SESSION"
 fi
 echo "mount target: $(grep -c 'client_cert_bytes=[1-9]' "$TMP/target.log") TLS handshakes with a client certificate, $(grep -c 'bind_client_to_partition received' "$TMP/target.log") binds"
 echo "proxy:        $(grep -m1 'forwarding; bind' "$TMP/proxy.log" | sed 's/.*efs_proxy::proxy: //')"

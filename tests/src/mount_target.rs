@@ -148,6 +148,8 @@ pub struct Observations {
     pub iam_accepted: usize,
     /// Why the IAM check refused client certificates, in order.
     pub iam_refusals: Vec<String>,
+    /// Relayed replies with NFS4ERR_CONN_NOT_BOUND_TO_SESSION (relay backend only).
+    pub conn_not_bound_replies: usize,
 }
 
 /// A running fake mount target.
@@ -411,19 +413,62 @@ where
         Backend::Relay(nfs) => {
             let mut upstream = TcpStream::connect(nfs).await?;
             upstream.set_nodelay(true)?;
-            let FramedParts {
-                io: mut stream,
-                read_buf,
-                ..
-            } = framed.into_parts();
+            let FramedParts { io, read_buf, .. } = framed.into_parts();
             if let Some(record) = pending_record {
                 upstream.write_all(record.wire()).await?;
             }
             upstream.write_all(&read_buf).await?;
-            tokio::io::copy_bidirectional(&mut stream, &mut upstream).await?;
-            Ok(())
+            relay(io, upstream, shared).await
         }
     }
+}
+
+/// NFSv4.1's status for a request on a connection not bound to its session (RFC 8881).
+pub const NFS4ERR_CONN_NOT_BOUND_TO_SESSION: u32 = 10055;
+
+/// Relays the client's bytes to the NFS server as they come, and the server's replies record
+/// by record, counting COMPOUND replies whose status is NFS4ERR_CONN_NOT_BOUND_TO_SESSION: the
+/// sign that the proxy sent a session-management COMPOUND on a connection the server never
+/// bound to the session.
+async fn relay<S>(client: S, server: TcpStream, shared: &Shared) -> anyhow::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut client_rd, mut client_wr) = tokio::io::split(client);
+    let (mut server_rd, mut server_wr) = server.into_split();
+    let to_server = async {
+        tokio::io::copy(&mut client_rd, &mut server_wr).await?;
+        server_wr.shutdown().await
+    };
+    let to_client = async {
+        let mut replies = tokio_util::codec::FramedRead::new(
+            &mut server_rd,
+            RecordCodec::new(shared.max_record_size),
+        );
+        while let Some(record) = replies
+            .next()
+            .await
+            .transpose()
+            .map_err(std::io::Error::other)?
+        {
+            if compound_status(record.message()) == Some(NFS4ERR_CONN_NOT_BOUND_TO_SESSION) {
+                warn!("relay: a reply is NFS4ERR_CONN_NOT_BOUND_TO_SESSION");
+                shared.observe(|o| o.conn_not_bound_replies += 1);
+            }
+            client_wr.write_all(record.wire()).await?;
+        }
+        client_wr.shutdown().await
+    };
+    tokio::try_join!(to_server, to_client)?;
+    Ok(())
+}
+
+/// The status word that starts an accepted reply's results (a COMPOUND's `nfsstat4`); `None`
+/// for calls, refusals and results shorter than a word (NULL).
+fn compound_status(message: &[u8]) -> Option<u32> {
+    let (_, results) = efs_rpc::parse_accepted_reply(message).ok()?;
+    let word = results.get(..4)?;
+    Some(u32::from_be_bytes(word.try_into().ok()?))
 }
 
 async fn answer<S>(
