@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
 # Runs every test of the project, in the order a failure is cheapest to find:
-#   1. cargo test (unit, property and integration tests against the fake mount target)
+#   1. cargo test (unit, property and integration tests against the fake mount target), then
+#      the drop-in tests again with --features fips (rustls on aws-lc-rs in FIPS mode)
 #   2. infra: CDK assertions + cfn-lint (offline)
 #   3. shellcheck on every script
-#   4. container: hadolint + docker-mount.sh against a stub docker; litmus (all five groups)
-#      against the WebDAV server
+#   4. container: hadolint, docker-mount.sh against a stub docker and against macOS / Docker
+#      Desktop stand-ins; litmus (all five groups) against the WebDAV server; then (root) the
+#      image: Debian's podman builds container/Dockerfile and runs it (mount failure
+#      diagnosed, healthcheck, litmus and a Finder-like session on the published port)
 #   5. end to end with real peers: the Linux kernel NFSv4.2 client in QEMU → efs-proxy →
-#      fake mount target → nfs-ganesha; then the container's entrypoint in QEMU (release
-#      build) with litmus and a 16 MiB upload over WebDAV from the host
+#      fake mount target → nfs-ganesha (native, IAM, drop-in, forced scale-up); the
+#      container's entrypoint on this host (one diagnosis per failure class); the entrypoint
+#      in QEMU (release build) with litmus and a 16 MiB upload over WebDAV from the host
 #   6. connection faults: efs-proxy between two network namespaces (nft blackhole, link
 #      down/up, ss -K); the kernel client's 32 MiB writes through a proxy SIGKILL + restart
 #      and a server-side reset
 #
-#   sudo tests/run-all.sh    (root: installs the Debian packages it needs, runs ganesha and QEMU)
+#   bash tests/run-all.sh    (as root: installs the Debian packages it needs, runs ganesha and QEMU)
 #
-# env: SKIP_E2E=1 skips steps 5 and 6 (for machines without root/QEMU); SKIP_INFRA=1 skips step 2.
+# env: SKIP_E2E=1 skips steps 5 and 6 (for machines without root/QEMU); SKIP_INFRA=1 skips step 2;
+#      SKIP_IMAGE=1 skips the image build of step 4. The last line names whatever was skipped.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
