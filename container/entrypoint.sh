@@ -89,7 +89,7 @@ is_number() { case $1 in '' | *[!0-9]*) return 1 ;; *) return 0 ;; esac; }
 # matches VALUE ERE: VALUE, one word of [A-Za-z0-9.:_-], matches ERE as a whole
 matches() {
   case $1 in '' | *[!A-Za-z0-9.:_-]*) return 1 ;; esac
-  printf '%s\n' "$1" | grep -Eqx -- "$2"
+  printf '%s\n' "$1" | grep -Ex -- "$2" >/dev/null
 }
 
 # ---------------------------------------------------------------------------------------

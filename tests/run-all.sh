@@ -50,6 +50,13 @@ fi
 section "shellcheck"
 mapfile -t scripts < <(git ls-files '*.sh' .ci/run)
 shellcheck -x "${scripts[@]}"
+# Under `set -o pipefail`, `producer | grep -q` fails at random: grep exits at the first match
+# and the producer dies of SIGPIPE (141) if it still has output to write. Use `grep ... >/dev/null`.
+if early=$(grep -nE '^[^#]*\| *grep +-[a-zA-Z]*q' "${scripts[@]}"); then
+  echo "$early"
+  echo "error: a pipe into grep -q in a pipefail script (fails when the producer gets SIGPIPE); use 'grep ... >/dev/null'" >&2
+  exit 1
+fi
 
 section "container: static checks (hadolint, docker-mount.sh) and litmus against efs-webdav"
 bash tests/e2e/container-static.sh

@@ -129,7 +129,7 @@ check_image() {
   local nfs
   # shellcheck disable=SC2016  # expanded by the container's shell
   nfs=$(in_image /bin/sh -c 'mount.nfs4 -V 2>&1; ldd /usr/sbin/mount.nfs | grep -c "not found"; dpkg-query -W -f="\${db:Status-Abbrev}" nfs-common 2>/dev/null || echo none') || true
-  echo "$nfs" | grep -q 'nfs-utils' || die "mount.nfs4 does not run in the image: $nfs"
+  echo "$nfs" | grep 'nfs-utils' >/dev/null || die "mount.nfs4 does not run in the image: $nfs"
   [ "$(echo "$nfs" | sed -n 2p)" = 0 ] || die "mount.nfs lacks shared libraries in the image: $nfs"
   case $(echo "$nfs" | sed -n 3p) in
     ii*) die "nfs-common is installed as a package (it depends on python3)" ;;
@@ -140,7 +140,7 @@ check_image() {
   local b
   for b in efs-proxy efs-webdav; do
     podman cp "$CT_HEALTH:/usr/local/bin/$b" "$TMP/$b"
-    if readelf -S --wide "$TMP/$b" | grep -qE '\.debug_(info|line)'; then
+    if readelf -S --wide "$TMP/$b" | grep -E '\.debug_(info|line)' >/dev/null; then
       die "/usr/local/bin/$b in the image carries debug info: the Dockerfile must not build it in"
     fi
     echo "$b: $(($(stat -c %s "$TMP/$b") / 1000000)) MB, no .debug_* sections"
@@ -162,10 +162,12 @@ bridge_gateway() {
   local gw
   gw=$(podman network inspect podman --format '{{range .Subnets}}{{.Gateway}}{{end}}')
   [ -n "$gw" ] || die "podman's default network has no gateway (podman network inspect podman)"
-  ip -o addr show | grep -qF " $gw/" ||
-    podman run --rm --entrypoint true "$IMAGE" >/dev/null 2>&1 || true  # creates the bridge
-  ip -o addr show | grep -qF " $gw/" ||
-    die "no host interface has podman's gateway $gw: the CNI bridge did not come up (ip addr; podman network inspect podman)"
+  if ! ip -o addr show | grep -F " $gw/" >/dev/null; then
+    # The first container on the default network creates the bridge.
+    podman run --rm --entrypoint true "$IMAGE" >"$TMP/bridge.log" 2>&1 || true
+  fi
+  ip -o addr show | grep -F " $gw/" >/dev/null ||
+    die "no host interface has podman's gateway $gw: the CNI bridge did not come up (ip addr; podman network inspect podman; podman said: $(tr '\n' ' ' <"$TMP/bridge.log" 2>/dev/null))"
   echo "$gw"
 }
 
@@ -220,7 +222,7 @@ mount_fails() {
   if out=$(podman healthcheck run "$CT_HEALTH" 2>&1); then
     die "podman healthcheck run said healthy without a mount: $out"
   fi
-  echo "$out" | grep -q unhealthy || die "podman healthcheck run: expected 'unhealthy', got: $out"
+  echo "$out" | grep unhealthy >/dev/null || die "podman healthcheck run: expected 'unhealthy', got: $out"
   podman exec "$CT_HEALTH" /usr/local/bin/entrypoint.sh health >"$TMP/health.out" 2>&1 || true
   echo "podman healthcheck run: $out ($(head -n 1 "$TMP/health.out"))"
   podman rm -f -t 0 "$CT_HEALTH" >/dev/null
@@ -244,7 +246,7 @@ serve_start() {
     -v "$TMP/webdav-password:/run/secrets/webdav-password:ro" -v "$TMP/aws:/root/.aws:ro" \
     -p "127.0.0.1:$PORT:8080" "$IMAGE" >/dev/null
   local deadline=$((SECONDS + 60))
-  until podman logs "$CT_SERVE" 2>&1 | grep -q '^entrypoint: ready'; do
+  until podman logs "$CT_SERVE" 2>&1 | grep '^entrypoint: ready' >/dev/null; do
     [ "$(podman inspect --format '{{.State.Running}}' "$CT_SERVE")" = true ] || {
       podman logs "$CT_SERVE" >&2
       die "the TEST_SERVE_DIR container stopped before 'entrypoint: ready'"
@@ -277,7 +279,7 @@ run_litmus() {
   done
   [ "$failed" = 0 ] || die "litmus did not pass 100 % through the image (full output: $TMP/litmus.log)"
   local left
-  left=$(find "$TMP/served" -mindepth 1 ! -path "$TMP/served/litmus" | head -n 5)
+  left=$(find "$TMP/served" -mindepth 1 ! -path "$TMP/served/litmus" | sed -n 1,5p)
   [ -z "$left" ] || die "files left in the served directory after litmus: $left"
 }
 
@@ -343,7 +345,7 @@ health_and_stop() {
   podman logs "$CT_SERVE" 2>&1 | grep '^entrypoint: ' | tail -n 3 | sed 's/^/  /'
   [ "$rc" = 0 ] || die "the container exited $rc on SIGTERM (expected 0)"
   awk -v s="${T[stop]}" 'BEGIN { exit !(s < 20) }' || die "podman stop took ${T[stop]} s: SIGTERM was not handled (SIGKILL after the grace period?)"
-  podman logs "$CT_SERVE" 2>&1 | grep -q '^entrypoint: stopped' || die "no 'entrypoint: stopped' line after SIGTERM"
+  podman logs "$CT_SERVE" 2>&1 | grep '^entrypoint: stopped' >/dev/null || die "no 'entrypoint: stopped' line after SIGTERM"
   echo "stopped cleanly (exit 0) in ${T[stop]} s"
 }
 

