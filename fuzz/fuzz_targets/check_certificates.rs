@@ -4,7 +4,7 @@
 //! certificate reaches the terminal with its control characters escaped.
 #![no_main]
 
-use efs_proxy::check::{decode_client_certificate, decode_server_certificate};
+use efs_proxy::internal::check::{decode_client_certificate, decode_server_certificate};
 use libfuzzer_sys::fuzz_target;
 
 fn printable(s: &str) -> bool {

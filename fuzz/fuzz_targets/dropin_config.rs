@@ -3,7 +3,7 @@
 //! panic.
 #![no_main]
 
-use efs_proxy::dropin::{LogDestination, parse, parse_bool};
+use efs_proxy::internal::dropin::{LogDestination, parse, parse_bool};
 use libfuzzer_sys::fuzz_target;
 
 const FILE: &str = "fuzz.conf";

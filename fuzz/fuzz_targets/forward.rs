@@ -1,4 +1,4 @@
-//! The forwarding path as a whole: `efs_proxy::forward::forward` between an in-memory NFS
+//! The forwarding path as a whole: `efs_proxy::internal::forward::forward` between an in-memory NFS
 //! client and mount target (tokio duplex pipes) that write arbitrary bytes and valid records
 //! both ways, read or stall, half-close or vanish, in any order. Checked on every run:
 //!
@@ -19,8 +19,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use efs_proxy::forward::{ForwardEnd, forward};
-use efs_proxy::stats::Stats;
+use efs_proxy::internal::forward::{ForwardEnd, forward};
+use efs_proxy::internal::forward::Stats;
 use efs_proxy_fuzz::peer::{BYTE_BUDGET, IDLE, Peer, QUIET, READ_WAIT, RECORD_BUDGET};
 use efs_proxy_fuzz::{
     CountingAlloc, ForwardInput, Op, RefError, Reframed, Side, generated_record, memory_baseline,
@@ -262,7 +262,7 @@ async fn quiesce<T>(
 fn memory_bound(input: &ForwardInput, records: usize) -> usize {
     let max = input.max_record_size;
     let sockets = 2;
-    2 * efs_proxy::forward::worst_case_memory(max, 1)
+    2 * efs_proxy::internal::forward::worst_case_memory(max, 1)
         + sockets * (2 * 8192 + 2 * (max + 4))
         + 64 * records.min(2 * 65_536)
         + 8 * input.duplex_capacity

@@ -1,4 +1,4 @@
-//! The forwarding path with scale-up: `efs_proxy::forward::Session` between one in-memory NFS
+//! The forwarding path with scale-up: `efs_proxy::internal::forward::Session` between one in-memory NFS
 //! client and a group of up to four server connections, the first given at the start and the
 //! others handed over by a scale-up search (with or without a back-off first), with or
 //! without a server timeout. Every endpoint writes arbitrary bytes or valid calls, replies and
@@ -19,10 +19,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use efs_proxy::forward::{
+use efs_proxy::internal::forward::{
     ForwardEnd, Leg, LegEvent, LegSource, ScalePolicy, Session, SessionLimits,
 };
-use efs_proxy::stats::Stats;
+use efs_proxy::internal::forward::Stats;
 use efs_proxy_fuzz::peer::{BYTE_BUDGET, IDLE, Peer, QUIET, READ_WAIT, RECORD_BUDGET};
 use efs_proxy_fuzz::{
     CountingAlloc, GroupInput, GroupOp, RefError, Reframed, generated_record_salted,
@@ -400,7 +400,7 @@ fn run(input: &GroupInput) {
                 (up, downs)
             });
             let records = up.records + downs.iter().map(|d| d.records).sum::<usize>();
-            let bound = 2 * efs_proxy::forward::worst_case_memory(max, input.legs)
+            let bound = 2 * efs_proxy::internal::forward::worst_case_memory(max, input.legs)
                 + (input.legs + 1) * (2 * 8192 + 2 * (max + 4))
                 + 64 * records.min(2 * 65_536)
                 + 4 * (input.legs + 1) * 2 * input.duplex_capacity

@@ -31,13 +31,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ProxyConfig, TlsSettings};
-use crate::connect::host_of;
 use crate::error::StartError;
 use crate::iam::refresh::{self, Rebuild, RefreshPolicy};
 use crate::iam::{CertificateSpec, ClientKey, CredentialSource, Issuer, Service, key};
-use crate::proxy::Proxy;
+use crate::listen::Proxy;
 use crate::stats::{Stats, StatsSnapshot};
-use crate::tls::{self, ClientIdentity, Trust};
+use crate::upstream::dial::host_of;
+use crate::upstream::tls::{self, ClientIdentity, Trust};
 
 /// How the proxy proves who it is to the mount target.
 // Built once per proxy: boxing the IAM variant would only make the API clumsier.
@@ -201,7 +201,7 @@ impl ProxyBuilder {
 
     /// Which local users' connections are served (Linux; the owner of the client's socket).
     /// Default: root (the kernel NFS client) and the proxy's own user.
-    pub fn allowed_uids(mut self, policy: crate::peer::UidPolicy) -> Self {
+    pub fn allowed_uids(mut self, policy: crate::listen::peer::UidPolicy) -> Self {
         self.config.allowed_uids = policy;
         self
     }

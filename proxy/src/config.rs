@@ -3,9 +3,9 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-pub use crate::connect::Keepalive;
-pub use crate::scale::SearchLimits;
-use crate::tls::{ClientIdentity, Trust};
+pub use crate::upstream::dial::Keepalive;
+pub use crate::upstream::scale::SearchLimits;
+use crate::upstream::tls::{ClientIdentity, Trust};
 
 /// The port efs-utils' proxy listens on by default.
 pub const DEFAULT_LISTEN: SocketAddr =
@@ -37,12 +37,12 @@ pub struct ProxyConfig {
     pub keepalive: Option<Keepalive>,
     /// Accept `listen` on an address other than loopback (off: such a start is refused).
     pub allow_remote: bool,
-    /// Cap on client connections, lowered to fit the open-file limit; see [`crate::accept`].
+    /// Cap on client connections, lowered to fit the open-file limit; see [`crate::listen::accept`].
     pub max_connections: usize,
     /// Time a client connection has to send its first complete record.
     pub first_record_timeout: Duration,
     /// Local users whose connections are served (Linux; default: root and the proxy's user).
-    pub allowed_uids: crate::peer::UidPolicy,
+    pub allowed_uids: crate::listen::peer::UidPolicy,
     /// Scale-up: open more connections when the server's `ScaleUpConfig` allows it.
     pub scale_up: bool,
     /// Bounds of each scale-up search.
@@ -80,9 +80,9 @@ impl ProxyConfig {
             server_timeout: Some(Duration::from_secs(60)),
             keepalive: Some(Keepalive::default()),
             allow_remote: false,
-            max_connections: crate::accept::DEFAULT_MAX_CONNECTIONS,
-            first_record_timeout: crate::accept::DEFAULT_FIRST_RECORD_TIMEOUT,
-            allowed_uids: crate::peer::UidPolicy::default(),
+            max_connections: crate::listen::accept::DEFAULT_MAX_CONNECTIONS,
+            first_record_timeout: crate::listen::accept::DEFAULT_FIRST_RECORD_TIMEOUT,
+            allowed_uids: crate::listen::peer::UidPolicy::default(),
             scale_up: true,
             scale_search: SearchLimits::default(),
         }

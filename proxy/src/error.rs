@@ -244,7 +244,7 @@ pub enum StartError {
     )]
     RemoteListen { addr: SocketAddr },
     #[error(transparent)]
-    Tls(#[from] crate::tls::TlsSetupError),
+    Tls(#[from] crate::upstream::tls::TlsSetupError),
     #[error("cannot make the client certificate: {0}")]
     Iam(#[from] crate::iam::IamError),
 }

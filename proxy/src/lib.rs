@@ -29,47 +29,33 @@
 //!
 //! ## Layers
 //!
-//! The proxy is built as layers, each in its own module: the listener (`proxy`), the connect
-//! layer (`connect`: DNS, TCP, TLS), the AWSFILE bind (`bind`), record forwarding and
-//! connection groups (`forward`, `scale`), TLS settings (`tls`). Those modules are public for
-//! the binary, the fuzz targets and tests, but hidden from the documentation and not part of
-//! the stable API: only the items re-exported at the crate root, [`iam`] (certificates and
-//! mount target names) and [`dropin`] (efs-utils' config file) are.
+//! Each layer is a folder (see `docs/architecture.md`): `listen` accepts NFS clients and runs
+//! one session per connection; `upstream` dials the mount target (DNS, TCP, TLS), performs the
+//! AWSFILE bind and searches for more connections to the same partition; `forward` moves RPC
+//! records between the client and those connections; `io` holds the transport adapters;
+//! `iam` makes the client certificate; `dropin` reads efs-utils' config file; `check`
+//! diagnoses the way to a mount target. The RPC byte layouts live in the `efs-rpc` crate.
+//!
+//! The public interface is: the items re-exported here and the [`iam`] module (certificates
+//! and mount target names). Everything else is private; the binary, the integration tests and
+//! the fuzz targets reach what they need through one hidden `internal` module, which is not
+//! part of the stable API.
+
+mod builder;
+mod check;
+mod config;
+mod dropin;
+mod error;
+mod files;
+mod forward;
+pub mod iam;
+mod io;
+mod listen;
+mod stats;
+mod upstream;
 
 #[doc(hidden)]
-pub mod accept;
-#[doc(hidden)]
-pub mod bind;
-mod builder;
-#[doc(hidden)]
-pub mod check;
-#[doc(hidden)]
-pub mod config;
-#[doc(hidden)]
-pub mod connect;
-pub mod dropin;
-mod error;
-#[doc(hidden)]
-pub mod files;
-#[doc(hidden)]
-pub mod forward;
-pub mod iam;
-#[doc(hidden)]
-pub mod logfile;
-#[doc(hidden)]
-pub mod peer;
-#[doc(hidden)]
-pub mod proxy;
-#[doc(hidden)]
-pub mod readahead;
-#[doc(hidden)]
-pub mod scale;
-#[doc(hidden)]
-pub mod stats;
-#[doc(hidden)]
-pub mod tls;
-#[doc(hidden)]
-pub mod writer;
+pub mod internal;
 
 pub use builder::{Auth, IamAuth, ProxyBuilder, ProxyHandle};
 pub use config::Keepalive;
@@ -77,4 +63,4 @@ pub use error::{BindError, ConnectError, Layer, StartError};
 pub use iam::refresh::RefreshPolicy;
 pub use iam::{CertificateSpec, ClientKey, CredentialSource, Service};
 pub use stats::StatsSnapshot;
-pub use tls::{TlsSetupError, Trust};
+pub use upstream::tls::{TlsSetupError, Trust};

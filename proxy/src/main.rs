@@ -61,7 +61,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = match (cli.command, cli.config) {
         (Some(command), _) => command,
-        (None, Some(config)) => return exit_with(cli::legacy::main(&config, cli.tls)),
+        (None, Some(config)) => return exit_with(cli::dropin::main(&config, cli.tls)),
         // `arg_required_else_help` only fires with no arguments at all: `--log-level info`
         // alone gets here, and gets a usage error.
         (None, None) => {

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use efs_proxy::dropin::{DropInConfig, LogDestination, parse};
+use efs_proxy::internal::dropin::{DropInConfig, LogDestination, parse};
 use proptest::prelude::*;
 
 /// The values one config carries, and how it spells them.

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use efs_proxy::forward::{ForwardEnd, forward};
-use efs_proxy::stats::Stats;
+use efs_proxy::internal::forward::Stats;
+use efs_proxy::internal::forward::{ForwardEnd, forward};
 use proptest::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

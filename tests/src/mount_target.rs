@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 
 use crate::iam_verify::IamVerifier;
 use crate::responder::{Responder, respond_record};
-use efs_proxy::tls::HandshakeSignatures;
+use efs_proxy::internal::upstream::HandshakeSignatures;
 
 /// How the fake mount target answers `bind_client_to_partition`.
 #[derive(Debug, Clone)]

@@ -12,11 +12,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use clap::Args;
 use efs_proxy::Trust;
-use efs_proxy::check::{self, Expected, Plan, Report, Step, human};
 use efs_proxy::iam::{
     CredentialSource, CredentialsError, Issued, Issuer, Service, SigningTime, names,
 };
-use efs_proxy::tls::ClientIdentity;
+use efs_proxy::internal::check::{self, Expected, Plan, Report, Step, human};
+use efs_proxy::internal::upstream::ClientIdentity;
 use serde_json::json;
 
 use super::iam::{IamRunArgs, load_key};
@@ -186,7 +186,8 @@ async fn settle(args: &CheckArgs) -> Result<(Settled, String), ConfigError> {
             ));
         }
     }
-    efs_proxy::tls::server_name(&server_name).map_err(|e| config_error(e, "pass a DNS name"))?;
+    efs_proxy::internal::upstream::server_name(&server_name)
+        .map_err(|e| config_error(e, "pass a DNS name"))?;
 
     let trust = args.server.trust();
     let (roots, trust_text) = check::load_roots(&trust).map_err(|e| {
@@ -203,7 +204,7 @@ async fn settle(args: &CheckArgs) -> Result<(Settled, String), ConfigError> {
             let key = args.server.key.as_deref().unwrap_or(cert.as_path());
             let identity = ClientIdentity::from_pem_files(cert, key)
                 .map_err(|e| config_error(e, "check --cert and --key"))?;
-            efs_proxy::tls::client_config(&Trust::NoVerify, true, Some(&identity))
+            efs_proxy::internal::upstream::client_config(&Trust::NoVerify, true, Some(&identity))
                 .map_err(|e| config_error(e, "--key must be the key of --cert"))?;
             (
                 CertificatePlan::Given(identity),
@@ -384,7 +385,7 @@ fn describe_credentials(issued: &Issued, profile: Option<&str>, elapsed: Duratio
     };
     let akid = issued.access_key_id.clone().unwrap_or_default();
     let signed_at = issued.certificate.signed_at;
-    let has_token = efs_proxy::check::decode_client_certificate(&issued.certificate.der)
+    let has_token = efs_proxy::internal::check::decode_client_certificate(&issued.certificate.der)
         .ok()
         .and_then(|c| c.sigv4)
         .is_some_and(|s| s.session_token);

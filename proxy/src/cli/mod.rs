@@ -2,8 +2,8 @@
 
 pub mod cert;
 pub mod check;
+pub mod dropin;
 pub mod iam;
-pub mod legacy;
 pub mod run;
 pub mod target;
 

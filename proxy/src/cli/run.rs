@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Args;
-use efs_proxy::config::Keepalive;
+use efs_proxy::Keepalive;
 use efs_proxy::{Auth, ProxyBuilder};
 
 use super::target::TargetArgs;
@@ -24,7 +24,7 @@ pub struct RunArgs {
     /// Cap on client connections (lowered to fit the open-file limit). At the cap, the
     /// connection that has waited longest for its first record is closed to make room; if
     /// none waits, the new connection is closed.
-    #[arg(long, value_name = "N", default_value_t = efs_proxy::accept::DEFAULT_MAX_CONNECTIONS,
+    #[arg(long, value_name = "N", default_value_t = efs_proxy::internal::listen::DEFAULT_MAX_CONNECTIONS,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     max_connections: usize,
     /// Close a client connection that sends no complete RPC record within this many seconds
@@ -35,8 +35,8 @@ pub struct RunArgs {
     /// Local users whose connections are served, besides root (the kernel NFS client) and
     /// the proxy's own user: numeric uids separated by commas, or `any` (AWS's proxy serves
     /// any user). Linux only.
-    #[arg(long, value_name = "UIDS|any", value_parser = efs_proxy::peer::UidPolicy::parse)]
-    allow_uid: Option<efs_proxy::peer::UidPolicy>,
+    #[arg(long, value_name = "UIDS|any", value_parser = efs_proxy::internal::listen::UidPolicy::parse)]
+    allow_uid: Option<efs_proxy::internal::listen::UidPolicy>,
     /// Largest RPC record accepted in either direction, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = efs_rpc::DEFAULT_MAX_RECORD_SIZE)]
     max_record_size: usize,

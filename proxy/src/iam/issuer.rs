@@ -12,7 +12,7 @@ use super::credentials::{CredentialSource, CredentialsError, SourcedCredentials}
 use super::key::{ClientKey, KeyError};
 use super::names::NameError;
 use super::signing_time::SigningTime;
-use crate::tls::ClientIdentity;
+use crate::upstream::tls::ClientIdentity;
 
 /// Why a certificate could not be made.
 #[derive(Debug, Error)]

@@ -22,7 +22,7 @@
 //! credentials are held in `aws_credential_types::Credentials`, whose `Debug` redacts them,
 //! and only the access key id and the signature leave this module.
 //!
-//! [`ClientIdentity`]: crate::tls::ClientIdentity
+//! [`ClientIdentity`]: crate::upstream::tls::ClientIdentity
 
 pub mod certificate;
 pub mod credentials;

@@ -25,7 +25,7 @@ use tracing::{error, info, warn};
 use super::issuer::{Issued, Issuer};
 use super::signing_time::SigningTime;
 use crate::stats::Stats;
-use crate::tls::{ClientIdentity, TlsConfigHandle, TlsSetupError};
+use crate::upstream::tls::{ClientIdentity, TlsConfigHandle, TlsSetupError};
 
 /// When to refresh and how to retry.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! TLS client settings: trust anchors, the client certificate, and the rustls configuration.
 //!
 //! The server name used for SNI and certificate verification is separate from the address
-//! dialled (see [`crate::connect`]): an NLB is reached by its own DNS name but presents the
+//! dialled (see [`crate::upstream::dial`]): an NLB is reached by its own DNS name but presents the
 //! mount target's certificate.
 
 use std::path::{Path, PathBuf};

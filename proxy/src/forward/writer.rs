@@ -72,6 +72,7 @@ impl<W: AsyncWrite + Unpin> RecordWriter<W> {
     }
 
     /// Bytes waiting to be written.
+    #[cfg(test)]
     pub fn queued(&self) -> usize {
         self.queued
     }

@@ -4,6 +4,9 @@
 //! connection gets its own task and its own server connection, so a second mount, a port
 //! probe or a reconnect never waits behind another connection.
 
+pub mod accept;
+pub mod peer;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,17 +20,18 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::accept::{self, Connections, FirstRecordEnd, FirstRecords, Slot, SpareFd};
-use crate::bind::{ProxyIdentity, bind_client_to_partition};
 use crate::config::ProxyConfig;
-use crate::connect::{Dialer, Security, ServerStream, limit_by};
 use crate::error::{BindError, ConnectError, StartError};
 use crate::files::escape_controls;
 use crate::forward::{ForwardEnd, Leg, ScalePolicy, Session, SessionLimits};
-use crate::peer::{self, UidPolicy};
-use crate::scale::{Backoff, GroupScaler, SearchLimits};
+use crate::io::ServerStream;
+use crate::listen::accept::{Connections, FirstRecordEnd, FirstRecords, Slot, SpareFd};
+use crate::listen::peer::UidPolicy;
 use crate::stats::{Stats, StatsSnapshot};
-use crate::tls::{self, TlsConfigHandle};
+use crate::upstream::bind::{ProxyIdentity, bind_client_to_partition};
+use crate::upstream::dial::{Dialer, Security, limit_by};
+use crate::upstream::scale::{Backoff, GroupScaler, SearchLimits};
+use crate::upstream::tls::{self, TlsConfigHandle};
 
 /// State shared by all sessions of one proxy.
 struct Shared {

@@ -38,16 +38,20 @@ impl<S> ReadAhead<S> {
         }
     }
 
+    /// The wrapped stream (for tests).
+    #[cfg(test)]
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
 
     /// Bytes read ahead and not handed out yet (for tests).
+    #[cfg(test)]
     pub fn buffered(&self) -> usize {
         self.buffer.len()
     }
 
     /// Whether a buffer is held (for tests: idle connections must hold none).
+    #[cfg(test)]
     pub fn holds_buffer(&self) -> bool {
         self.buffer.capacity() > 0
     }

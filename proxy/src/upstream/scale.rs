@@ -17,11 +17,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
-use crate::bind::bind_client_to_partition;
-use crate::connect::{Dialer, ServerStream};
 use crate::error::{BindError, ConnectError};
 use crate::forward::{Leg, LegEvent, LegSource};
+use crate::io::ServerStream;
 use crate::stats::Stats;
+use crate::upstream::bind::bind_client_to_partition;
+use crate::upstream::dial::Dialer;
 
 /// Bounds of one search.
 #[derive(Debug, Clone, Copy)]

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use ini::{Ini, ParseOption, Properties};
 use thiserror::Error;
 
-use crate::peer::UidPolicy;
+use crate::listen::peer::UidPolicy;
 
 /// Section names efs-proxy accepts for the connection settings.
 const SECTIONS: [&str; 2] = ["efs", "nested_config"];

@@ -11,13 +11,13 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use efs_proxy::Trust;
-use efs_proxy::config::{ProxyConfig, TlsSettings};
-use efs_proxy::connect::host_of;
-use efs_proxy::dropin::{self, DropInConfig, LogDestination};
-use efs_proxy::logfile::RotatingFile;
-use efs_proxy::proxy::Proxy;
-use efs_proxy::tls::ClientIdentity;
-use efs_proxy::tls::{self, TlsConfigHandle};
+use efs_proxy::internal::dropin::RotatingFile;
+use efs_proxy::internal::dropin::{self, DropInConfig, LogDestination};
+use efs_proxy::internal::listen::Proxy;
+use efs_proxy::internal::listen::{ProxyConfig, TlsSettings};
+use efs_proxy::internal::upstream::ClientIdentity;
+use efs_proxy::internal::upstream::host_of;
+use efs_proxy::internal::upstream::{self as tls, TlsConfigHandle};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -30,7 +30,7 @@ use tracing_subscriber::{EnvFilter, Layer};
 pub fn main(config_path: &Path, tls: bool) -> anyhow::Result<()> {
     let config = dropin::load(config_path)?;
     init_logging(&config)?;
-    if config.fips && !efs_proxy::tls::FIPS {
+    if config.fips && !efs_proxy::internal::upstream::FIPS {
         bail!(
             "{}: fips = yes asks for FIPS 140-3 validated cryptography, which this build does \
              not have (rustls with ring): build with `cargo build --release -p efs-proxy \
@@ -39,7 +39,7 @@ pub fn main(config_path: &Path, tls: bool) -> anyhow::Result<()> {
             config_path.display()
         );
     }
-    if efs_proxy::tls::FIPS {
+    if efs_proxy::internal::upstream::FIPS {
         info!(
             "FIPS build: TLS on aws-lc-rs in FIPS mode (FIPS cipher suites and key exchange only)"
         );
@@ -202,7 +202,7 @@ impl PidFile {
         // Like efs-proxy, a pid file that cannot be written is not fatal (for non-TLS mounts
         // its directory does not exist); the watchdog tolerates its absence. A symbolic link
         // or other planted file is never followed or overwritten, and said loudly.
-        match efs_proxy::files::write_pid_file(path) {
+        match efs_proxy::internal::dropin::write_pid_file(path) {
             Ok(()) => PidFile(Some(path.to_path_buf())),
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
                 error!("pid file: {e}");

@@ -1,26 +1,21 @@
 //! The connect layer: DNS, TCP and TLS to the mount target.
 //!
 //! The address dialled (`target`, e.g. the NLB) and the name verified (`server_name`, the mount
-//! target's) are separate on purpose; see [`crate::tls`].
+//! target's) are separate on purpose; see [`crate::upstream::tls`].
 
-use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, timeout};
 use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
 
 use crate::error::{ConnectError, tls_hint};
-use crate::readahead::ReadAhead;
-use crate::tls::TlsConfigHandle;
+use crate::io::ServerStream;
+use crate::io::readahead::ReadAhead;
+use crate::upstream::tls::TlsConfigHandle;
 
 /// How the server leg is secured.
 #[derive(Clone)]
@@ -44,30 +39,6 @@ pub struct Dialer {
     pub connect_timeout: Duration,
     /// TCP keepalive and user timeout on server sockets (`None`: the kernel's defaults).
     pub keepalive: Option<Keepalive>,
-}
-
-/// A connection to the mount target. Under TLS, rustls reads the socket through
-/// [`ReadAhead`] (large reads instead of its 4 KiB ones).
-pub enum ServerStream {
-    Tls(Box<TlsStream<ReadAhead<TcpStream>>>),
-    Plain(TcpStream),
-}
-
-impl ServerStream {
-    /// The negotiated TLS version and cipher suite, for logs.
-    pub fn tls_summary(&self) -> Option<String> {
-        match self {
-            ServerStream::Tls(tls) => {
-                let (_, conn) = tls.get_ref();
-                Some(format!(
-                    "{:?} {:?}",
-                    conn.protocol_version()?,
-                    conn.negotiated_cipher_suite()?.suite()
-                ))
-            }
-            ServerStream::Plain(_) => None,
-        }
-    }
 }
 
 impl Dialer {
@@ -291,67 +262,6 @@ fn configure_socket(stream: &TcpStream, keepalive: Option<Keepalive>) {
         tracing::debug!("cannot set TCP_USER_TIMEOUT: {e}");
     }
 }
-
-impl AsyncRead for ServerStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ServerStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-            ServerStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for ServerStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            ServerStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-            ServerStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            ServerStream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-            ServerStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            ServerStream::Tls(s) => s.is_write_vectored(),
-            ServerStream::Plain(s) => s.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ServerStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-            ServerStream::Plain(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ServerStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-            ServerStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-        }
-    }
-}
-
-/// Shares the dialer between connection tasks.
-pub type SharedDialer = Arc<Dialer>;
 
 #[cfg(test)]
 mod tests {

@@ -18,6 +18,8 @@
 //! [`WRITE_QUEUE_LIMIT`] plus one record (a copying writer's buffer may allocate twice that
 //! while it grows). See [`worst_case_memory`].
 
+pub mod writer;
+
 use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
 use std::pin::Pin;
@@ -34,8 +36,8 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::codec::{Decoder, FramedRead};
 use tracing::{debug, info, warn};
 
+use crate::forward::writer::{Hold, RecordWriter};
 use crate::stats::{Direction, Stats};
-use crate::writer::{Hold, RecordWriter};
 
 /// Bytes a writer may queue before the other side stops being read.
 pub const WRITE_QUEUE_LIMIT: usize = 256 * 1024;

@@ -35,12 +35,12 @@ use tokio_rustls::client::TlsStream;
 use tokio_util::codec::Decoder;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
-use crate::bind::{ProxyIdentity, bind_client_to_partition};
 use crate::error::{BindError, tls_hint};
 use crate::files::escape_controls;
 use crate::iam::der::{self, tag};
 use crate::iam::{Service, SigningTime, names};
-use crate::tls::{self, ClientIdentity, HandshakeSignatures, TlsSetupError, Trust};
+use crate::upstream::bind::{ProxyIdentity, bind_client_to_partition};
+use crate::upstream::tls::{self, ClientIdentity, HandshakeSignatures, TlsSetupError, Trust};
 
 /// The NFS program and version of the NULL call.
 pub const NFS_PROGRAM: u32 = 100_003;
@@ -774,7 +774,7 @@ async fn tcp_step(
     addrs: Vec<SocketAddr>,
     report: &mut Report,
 ) -> Option<(TcpStream, SocketAddr)> {
-    let order = crate::connect::interleave_families(addrs);
+    let order = crate::upstream::dial::interleave_families(addrs);
     let limit = plan.connect_timeout;
     let attempts = order.iter().map(|&addr| async move {
         let start = Instant::now();
