@@ -4,7 +4,7 @@
 # target, binds with bind_client_to_partition, and forwards NFS to nfs-ganesha. Prints what
 # each layer did.
 #
-#   sudo tests/demo.sh
+#   bash tests/demo.sh    (as root)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"

@@ -1,6 +1,6 @@
 //! Writes the seed corpora (`fuzz/seeds/<target>/`) from the project's test vectors and the
-//! worked hex examples of the AWSFILE spec. The seeds are committed; run this again when a
-//! format changes:
+//! worked hex examples of the AWSFILE program (`docs/protocol.md` §4). The seeds are committed;
+//! run this again when a format changes:
 //!
 //! ```sh
 //! cd fuzz && cargo run --example write_seeds -- seeds
@@ -18,7 +18,7 @@ use efs_rpc::awsfile::{
 use efs_rpc::message::{AuthSys, CallHeader, ReplyHeader, RpcMessage};
 use efs_rpc::{AcceptStat, AuthStat, Record, xdr};
 
-/// The AWSFILE spec's worked examples (efs-proxy-spec.md §4).
+/// The partition of the worked examples in `docs/protocol.md` §4.3 (`a0 a1 … df`).
 fn partition() -> PartitionId {
     let mut p = [0u8; 64];
     for (i, b) in p.iter_mut().enumerate() {

@@ -16,10 +16,10 @@ use tokio::process::{Child, Command};
 
 const EFS_SERVER_NAME: &str = "fs-0123456789abcdef0.efs.us-east-1.amazonaws.com";
 
-/// efs-proxy-spec.md §1.3, byte for byte: what efs-utils 3.2.0 writes for an S3 Files mount.
+/// `docs/protocol.md` §8.4, byte for byte: what efs-utils 3.2.0 writes for an S3 Files mount.
 const S3FILES_CONFIG: &str = "fips = no\nforeground = yes\nsocket = l:SO_REUSEADDR=yes\nsocket = a:SO_BINDTODEVICE=lo\noutput = /var/log/amazon/efs/fs-0123456789abcdef0.mnt.s3files.20100.efs-proxy.log\npid = /var/run/efs/fs-0123456789abcdef0.mnt.s3files.20100+/stunnel.pid\n[efs]\nclient = yes\naccept = 127.0.0.1:20100\nconnect = use1-az1.fs-0123456789abcdef0.s3files.us-east-1.on.aws:2049\nsslVersion = TLSv1.2\nrenegotiation = no\nTIMEOUTbusy = 20\nTIMEOUTclose = 0\nTIMEOUTidle = 70\ndelay = yes\nverify = 2\nCAfile = /etc/amazon/efs/efs-utils.crt\ncert = /var/run/efs/fs-0123456789abcdef0.mnt.s3files.20100+/certificate.pem\nkey = /etc/amazon/efs/privateKey.pem\ncheckHost = fs-0123456789abcdef0.s3files.us-east-1.on.aws\nretry_nfs_mount_command_timeout_sec = 15\nproxy_logging_level = INFO\nproxy_logging_max_bytes = 1048576\nproxy_logging_file_count = 10\ncloud_watch_metrics = True\ncloud_watch_logs = True\nlog_group_name = /aws/efs/utils\ncloud_watch_logs_retention_days = 14\nfs_id = fs-0123456789abcdef0\nregion = us-east-1\nefs_utils_version = 3.2.0";
 
-/// The EFS variant (efs-proxy-spec.md §1.3 "Variations"): no `[proxy]` keys, no `output`.
+/// The EFS variant (`docs/protocol.md` §8.4, "Variations"): no `[proxy]` keys, no `output`.
 const EFS_CONFIG: &str = "fips = no\nforeground = yes\nsocket = l:SO_REUSEADDR=yes\nsocket = a:SO_BINDTODEVICE=lo\npid = /var/run/efs/fs-0123456789abcdef0.mnt.20200+/stunnel.pid\n[efs]\nclient = yes\naccept = 127.0.0.1:20200\nconnect = fs-0123456789abcdef0.efs.us-east-1.amazonaws.com:2049\nsslVersion = TLSv1.2\nrenegotiation = no\nTIMEOUTbusy = 20\nTIMEOUTclose = 0\nTIMEOUTidle = 70\ndelay = yes\nverify = 2\nCAfile = /etc/amazon/efs/efs-utils.crt\ncert = /var/run/efs/fs-0123456789abcdef0.mnt.20200+/certificate.pem\nkey = /etc/amazon/efs/privateKey.pem\ncheckHost = fs-0123456789abcdef0.efs.us-east-1.amazonaws.com\n";
 
 fn bin() -> &'static Path {

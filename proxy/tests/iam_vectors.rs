@@ -1,7 +1,7 @@
 //! Known-answer tests for the IAM certificate: every field of the vectors made by the
 //! reference implementation (efs-utils 3.2.0 with openssl, fixed inputs) must come out byte
-//! for byte. The vectors live in `tests/vectors/iam/` (copied from the project's shared
-//! reference data, so the tests need nothing outside the repository).
+//! for byte. The vectors live in `proxy/tests/vectors/iam/`, in the repository, with the
+//! inputs that made them (`iam-cert-vectors.json`) and the test key.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -1,9 +1,10 @@
 //! The AWSFILE RPC program (400123, version 1) spoken by EFS and S3 Files mount targets before
 //! NFS traffic: `bind_client_to_partition` ties a proxy's connection to an NFS state partition.
 //!
-//! Types follow `awsfile_prot.x` of efs-utils 3.2.0 (see `efs-proxy-spec.md` §4). Only the bind
-//! procedure is implemented; `awsfile_channel_init` exists to enable direct S3 reads, which this
-//! project deliberately never does, so there is no code for it.
+//! Types follow `src/proxy/src/xdr/awsfile_prot.x` of efs-utils 3.2.0; the layouts, with worked
+//! hex, are in `docs/protocol.md` §4. Only the bind procedure is implemented;
+//! `awsfile_channel_init` exists to enable direct S3 reads, which this project deliberately
+//! never does, so there is no code for it (`docs/protocol.md` §4.6).
 
 use std::io::Write;
 
@@ -342,7 +343,7 @@ mod tests {
         PartitionId(p)
     }
 
-    /// efs-proxy-spec.md §4, "Worked hex": the bind request, 76 bytes.
+    /// `docs/protocol.md` §4.2: the bind call, 76 bytes.
     #[test]
     fn bind_call_matches_the_worked_hex() {
         let id = ProxyIdentifier::new([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15], 1);
@@ -361,7 +362,7 @@ mod tests {
         );
     }
 
-    /// efs-proxy-spec.md §4: the READY reply, 112 bytes.
+    /// `docs/protocol.md` §4.3: the READY reply, 112 bytes.
     #[test]
     fn ready_reply_matches_the_worked_hex() {
         let mut expected =
@@ -382,7 +383,7 @@ mod tests {
         );
     }
 
-    /// efs-proxy-spec.md §4: the RETRY_LATER("busy") body.
+    /// `docs/protocol.md` §4.3: the RETRY_LATER("busy") body.
     #[test]
     fn retry_later_body_matches_the_worked_hex() {
         let response = BindClientResponse {
@@ -463,7 +464,7 @@ mod tests {
 
     #[test]
     fn plain_nfs_server_refusal_is_an_rpc_error() {
-        // ganesha answers program 400123 with PROG_UNAVAIL (nfs-test-harness.md §1.4).
+        // ganesha answers program 400123 with PROG_UNAVAIL (`docs/protocol.md` §4.3).
         let message = RpcMessage::reply(
             3,
             crate::ReplyHeader::accepted(crate::AcceptStat::ProgUnavail),

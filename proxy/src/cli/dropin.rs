@@ -1,5 +1,5 @@
 //! `efs-proxy CONFIG [--tls] [--no-direct-s3-read]`: the interface efs-utils' mount helpers
-//! and watchdog use (efs-proxy-spec.md §1 and §9), so this binary can replace
+//! and watchdog use (docs/protocol.md §8.1), so this binary can replace
 //! `/usr/sbin/efs-proxy` with `mount -t efs` / `mount -t s3files` unchanged.
 //!
 //! The process contract: the pid file holds `"<pid>\n"`; SIGTERM removes it and exits 0;

@@ -1,5 +1,5 @@
 //! A record writer with two ways to hold what it has not written yet, chosen per stream
-//! because each wins on one side (measured with `tests/bench/compare.sh`, README "Benchmark").
+//! because each wins on one side (measured with `tests/bench/compare.sh`, docs/benchmarks.md).
 //!
 //! Records arrive as `Bytes` in wire form, split from the other connection's read buffer.
 //!

@@ -207,7 +207,7 @@ mod tests {
         assert_eq!(quote_plus(""), "");
     }
 
-    /// The worked example of efs-proxy-spec.md §3 (verified there against efs-utils).
+    /// The worked example of docs/protocol.md §5.4 (checked against efs-utils).
     #[test]
     fn canonical_request_of_the_spec_example() {
         let r = request(Some("IQoJb3JpZ2luX2VjEXAMPLE/TOKEN+abc=="));

@@ -2,7 +2,7 @@
 //! while the client connection keeps going (AWS's efs-proxy instead restarts the client
 //! connection when the partition differs; this proxy never drops the client to scale up).
 //!
-//! Mirrors efs-proxy's `establish_multiplex_connection` (efs-proxy-spec.md §5.4): up to three
+//! Mirrors efs-proxy's `establish_multiplex_connection` (docs/protocol.md §7.4): up to three
 //! connect+bind attempts in flight, a bounded number of attempts and an overall deadline.
 //! READY on the group's partition joins the group; READY elsewhere, RETRY and PREFERRED are
 //! closed and another attempt is made; RETRY_LATER, ERROR, or a failure other than a plain I/O
