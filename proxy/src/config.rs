@@ -37,7 +37,7 @@ pub struct ProxyConfig {
     pub keepalive: Option<Keepalive>,
     /// Accept `listen` on an address other than loopback (off: such a start is refused).
     pub allow_remote: bool,
-    /// Cap on client connections, lowered to fit the open-file limit; see [`crate::listen::accept`].
+    /// Cap on client connections, lowered to fit the open-file limit; see `listen::accept`.
     pub max_connections: usize,
     /// Time a client connection has to send its first complete record.
     pub first_record_timeout: Duration,

@@ -65,7 +65,7 @@ fn refused(path: &Path, why: &str) -> io::Error {
     )
 }
 
-/// Writes `"<pid>\n"` to the pid file (see [`open_for_writing`]).
+/// Writes `"<pid>\n"` to the pid file (see `open_for_writing`).
 pub fn write_pid_file(path: &Path) -> io::Result<()> {
     let mut file = open_for_writing(path, PUBLIC_FILE_MODE, true)?;
     file.write_all(format!("{}\n", std::process::id()).as_bytes())

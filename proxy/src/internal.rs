@@ -3,12 +3,14 @@
 //! change in any release.
 
 /// `efs-proxy check`: the plan, the steps and the certificate decoders.
+#[cfg(feature = "cli")]
 pub mod check {
     pub use crate::check::*;
 }
 
 /// Drop-in mode: efs-utils' config file, the rotated log file and the pid file.
 pub mod dropin {
+    #[cfg(feature = "cli")]
     pub use crate::dropin::logfile::RotatingFile;
     pub use crate::dropin::{DropInConfig, LogDestination, load, parse, parse_bool};
     pub use crate::files::write_pid_file;

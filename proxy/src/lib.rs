@@ -42,6 +42,7 @@
 //! part of the stable API.
 
 mod builder;
+#[cfg(feature = "cli")]
 mod check;
 mod config;
 mod dropin;

@@ -4,6 +4,7 @@
 //! - [`logfile`]: the size-rotated log file efs-proxy keeps beside it.
 
 pub mod config;
+#[cfg(feature = "cli")]
 pub mod logfile;
 
 pub use config::*;

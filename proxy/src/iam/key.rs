@@ -124,7 +124,7 @@ impl ClientKey {
     }
 
     /// Loads a PEM private key file, warning when users other than its owner can read it or
-    /// its owner is not this process's user ([`crate::files::key_file_problem`]).
+    /// its owner is not this process's user (`files::key_file_problem`).
     pub fn load(path: &Path) -> Result<ClientKey, KeyError> {
         let pem = Zeroizing::new(std::fs::read(path).map_err(|source| KeyError::Read {
             path: path.to_path_buf(),
