@@ -37,8 +37,7 @@ pub fn open_for_writing(path: &Path, mode: u32, truncate: bool) -> io::Result<Fi
     if meta.nlink() > 1 {
         return Err(refused(path, "it has other hard links"));
     }
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
+    let euid = rustix::process::geteuid().as_raw();
     if meta.uid() != euid {
         return Err(refused(
             path,
@@ -77,8 +76,7 @@ pub fn write_pid_file(path: &Path) -> io::Result<()> {
 pub fn key_file_problem(path: &Path) -> Option<String> {
     let meta = std::fs::metadata(path).ok()?;
     let mode = meta.permissions().mode() & 0o777;
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
+    let euid = rustix::process::geteuid().as_raw();
     let mut problems = Vec::new();
     if mode & 0o077 != 0 {
         problems.push(format!(

@@ -131,26 +131,21 @@ pub fn effective_cap(wanted: usize) -> (usize, Option<u64>) {
 /// Raises the soft open-file limit to the hard one (as Go's runtime does), and returns the
 /// soft limit in force.
 pub fn open_file_limit() -> Option<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return None;
-        }
-        if limit.rlim_cur < limit.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: limit.rlim_max,
-                rlim_max: limit.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                limit = raised;
-            }
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if let (Some(soft), Some(hard)) = (limit.current, limit.maximum)
+        && soft < hard
+    {
+        let raised = rustix::process::Rlimit {
+            current: Some(hard),
+            maximum: Some(hard),
+        };
+        if setrlimit(Resource::Nofile, raised).is_ok() {
+            return Some(hard);
         }
     }
-    Some(limit.rlim_cur)
+    // None from rustix means unlimited (RLIM_INFINITY).
+    Some(limit.current.unwrap_or(u64::MAX))
 }
 
 /// A file descriptor held in reserve: at EMFILE the accept loop gives it up to accept and

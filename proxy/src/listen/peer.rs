@@ -69,8 +69,7 @@ impl UidPolicy {
 }
 
 pub fn effective_uid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+    rustix::process::geteuid().as_raw()
 }
 
 /// The owner uid of the socket at `peer` connected to `local` (both on this host), if the
