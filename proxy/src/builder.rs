@@ -22,7 +22,7 @@
 //! program; events carry the layer (`dns`, `tcp`, `tls`, `bind`) and never a secret.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -35,9 +35,10 @@ use crate::error::StartError;
 use crate::iam::refresh::{self, Rebuild, RefreshPolicy};
 use crate::iam::{CertificateSpec, ClientKey, CredentialSource, Issuer, Service, key};
 use crate::listen::Proxy;
+use crate::listen::peer::UidPolicy;
 use crate::stats::{Stats, StatsSnapshot};
 use crate::upstream::dial::host_of;
-use crate::upstream::tls::{self, ClientIdentity, Trust};
+use crate::upstream::tls::{self, ClientIdentity, TlsConfigHandle, TlsSetupError, Trust};
 
 /// How the proxy proves who it is to the mount target.
 // Built once per proxy: boxing the IAM variant would only make the API clumsier.
@@ -141,6 +142,7 @@ pub struct ProxyBuilder {
     server_name: Option<String>,
     trust: Trust,
     verify_hostname: bool,
+    send_sni: bool,
     plaintext: bool,
     auth: Auth,
     listener: Option<TcpListener>,
@@ -156,6 +158,7 @@ impl ProxyBuilder {
             server_name: None,
             trust: Trust::SystemRoots,
             verify_hostname: true,
+            send_sni: true,
             plaintext: false,
             auth: Auth::None,
             listener: None,
@@ -201,7 +204,7 @@ impl ProxyBuilder {
 
     /// Which local users' connections are served (Linux; the owner of the client's socket).
     /// Default: root (the kernel NFS client) and the proxy's own user.
-    pub fn allowed_uids(mut self, policy: crate::listen::peer::UidPolicy) -> Self {
+    pub fn allowed_uids(mut self, policy: UidPolicy) -> Self {
         self.config.allowed_uids = policy;
         self
     }
@@ -225,6 +228,13 @@ impl ProxyBuilder {
         self
     }
 
+    /// Sends no SNI in the TLS handshake (efs-proxy's behaviour when efs-utils' config has no
+    /// `checkHost`). Default: the server name is sent.
+    pub fn without_sni(mut self) -> Self {
+        self.send_sni = false;
+        self
+    }
+
     /// Plain TCP to the target, no TLS (efs-utils' non-TLS EFS mounts).
     pub fn plaintext(mut self) -> Self {
         self.plaintext = true;
@@ -240,6 +250,14 @@ impl ProxyBuilder {
     /// Limit of each TCP connect attempt and of the TLS handshake (default 10 s).
     pub fn connect_timeout(mut self, limit: Duration) -> Self {
         self.config.connect_timeout = limit;
+        self
+    }
+
+    /// One limit for DNS, TCP, TLS and the bind of a client's first server connection
+    /// together (default: none, each step has its own limit). efs-utils' mount helper waits
+    /// this long for a mount, so a slow path must fail before it gives up.
+    pub fn connect_deadline(mut self, limit: Duration) -> Self {
+        self.config.connect_deadline = Some(limit);
         self
     }
 
@@ -289,6 +307,7 @@ impl ProxyBuilder {
             server_name,
             trust,
             verify_hostname,
+            send_sni,
             plaintext,
             auth,
             listener,
@@ -333,7 +352,7 @@ impl ProxyBuilder {
             server_name: name,
             trust,
             verify_hostname,
-            send_sni: true,
+            send_sni,
             identity,
         };
         config.tls = (!plaintext).then(|| settings.clone());
@@ -369,10 +388,16 @@ impl ProxyBuilder {
                 shutdown.clone(),
             );
         }
+        let tls = proxy.tls_handle().map(|handle| TlsReload {
+            handle,
+            verify_hostname,
+            send_sni,
+        });
         let task = tokio::spawn(proxy.run(shutdown.clone(), drain));
         Ok(ProxyHandle {
             addr,
             stats,
+            tls,
             shutdown,
             task,
         })
@@ -388,8 +413,26 @@ fn iam_error(e: impl Into<crate::iam::IamError>) -> StartError {
 pub struct ProxyHandle {
     addr: SocketAddr,
     stats: Arc<Stats>,
+    tls: Option<TlsReload>,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
+}
+
+/// What a certificate reload needs besides the new files: the live configuration and how the
+/// proxy was told to verify.
+struct TlsReload {
+    handle: TlsConfigHandle,
+    verify_hostname: bool,
+    send_sni: bool,
+}
+
+impl std::fmt::Debug for TlsReload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsReload")
+            .field("verify_hostname", &self.verify_hostname)
+            .field("send_sni", &self.send_sni)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ProxyHandle {
@@ -406,6 +449,28 @@ impl ProxyHandle {
     /// When the client certificate in use expires (`None` without one).
     pub fn certificate_expiry(&self) -> Option<SystemTime> {
         self.stats.snapshot().certificate_expiry
+    }
+
+    /// Loads a new client certificate, key and trust for new server connections (open ones
+    /// keep theirs), e.g. on SIGHUP after efs-utils' watchdog renewed the files. On error the
+    /// previous ones stay in use. Does nothing for a plaintext proxy.
+    pub fn reload_certificate(
+        &self,
+        cert: &Path,
+        key: &Path,
+        trust: &Trust,
+    ) -> Result<bool, TlsSetupError> {
+        let Some(tls) = &self.tls else {
+            return Ok(false);
+        };
+        let identity = ClientIdentity::from_pem_files(cert, key)?;
+        let mut config = tls::client_config(trust, tls.verify_hostname, Some(&identity))?;
+        config.enable_sni = tls.send_sni;
+        tls.handle.replace(config);
+        if let Some(expiry) = identity.not_after() {
+            self.stats.set_certificate_expiry(Some(expiry));
+        }
+        Ok(true)
     }
 
     /// Stops accepting, closes every connection (waiting up to the drain timeout) and stops

@@ -25,19 +25,14 @@ pub mod forward {
     pub use crate::stats::Stats;
 }
 
-/// The listener: the proxy itself, its connection cap and the peer uid policy.
+/// The listener's default connection cap (for the CLI's help text).
 pub mod listen {
-    pub use crate::config::{ProxyConfig, TlsSettings};
-    pub use crate::listen::Proxy;
     pub use crate::listen::accept::DEFAULT_MAX_CONNECTIONS;
-    pub use crate::listen::peer::UidPolicy;
 }
 
-/// The way to the mount target: the host part of a target, TLS settings.
+/// TLS settings, for `check`, the fuzz targets and the test mount target.
 pub mod upstream {
-    pub use crate::upstream::dial::host_of;
     pub use crate::upstream::tls::{
-        ClientIdentity, FIPS, HandshakeSignatures, TlsConfigHandle, client_config,
-        load_certificates, server_name,
+        ClientIdentity, FIPS, HandshakeSignatures, client_config, load_certificates, server_name,
     };
 }

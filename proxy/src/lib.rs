@@ -63,5 +63,6 @@ pub use config::Keepalive;
 pub use error::{BindError, ConnectError, Layer, StartError};
 pub use iam::refresh::RefreshPolicy;
 pub use iam::{CertificateSpec, ClientKey, CredentialSource, Service};
+pub use listen::peer::UidPolicy;
 pub use stats::StatsSnapshot;
 pub use upstream::tls::{TlsSetupError, Trust};

@@ -10,16 +10,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use efs_proxy::Trust;
 use efs_proxy::internal::dropin::RotatingFile;
 use efs_proxy::internal::dropin::{self, DropInConfig, LogDestination};
-use efs_proxy::internal::listen::Proxy;
-use efs_proxy::internal::listen::{ProxyConfig, TlsSettings};
-use efs_proxy::internal::upstream::ClientIdentity;
-use efs_proxy::internal::upstream::host_of;
-use efs_proxy::internal::upstream::{self as tls, TlsConfigHandle};
+use efs_proxy::{Auth, ProxyBuilder, ProxyHandle, Trust};
 use tokio::signal::unix::{SignalKind, signal};
-use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -49,11 +43,11 @@ pub fn main(config_path: &Path, tls: bool) -> anyhow::Result<()> {
 }
 
 async fn serve(path: &Path, config: DropInConfig, tls: bool) -> anyhow::Result<()> {
-    let proxy_config = proxy_config(path, &config, tls)?;
+    let builder = builder(path, &config, tls)?;
     // As efs-proxy: the pid file is written before the port listens, so whoever sees the port
     // (the mount helper's probe, the watchdog) also finds the pid. A failed start removes it.
     let pid = PidFile::write(&config.pid_file);
-    let proxy = Proxy::bind(proxy_config).await?;
+    let proxy = builder.start().await?;
     info!(
         "efs-proxy {} (drop-in) listening on {}, forwarding to {} ({})",
         env!("CARGO_PKG_VERSION"),
@@ -62,40 +56,24 @@ async fn serve(path: &Path, config: DropInConfig, tls: bool) -> anyhow::Result<(
         if tls { "TLS" } else { "plaintext" }
     );
 
-    let shutdown = CancellationToken::new();
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
-    let tls_handle = proxy.tls_handle();
-    let reload = ReloadSource {
-        path: path.to_path_buf(),
-        tls: tls_handle,
-    };
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = term.recv() => {
-                    info!("SIGTERM: shutting down");
-                    stop.cancel();
-                    return;
-                }
-                _ = hup.recv() => reload.reload(),
-            }
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = hup.recv() => reload(path, &proxy),
         }
-    });
-    proxy.run(shutdown, Duration::from_secs(2)).await;
+    }
+    info!("SIGTERM: shutting down");
+    proxy.shutdown().await;
     drop(pid);
     Ok(())
 }
 
-/// Maps the config file onto the proxy's settings.
-fn proxy_config(path: &Path, config: &DropInConfig, tls: bool) -> anyhow::Result<ProxyConfig> {
-    let mut proxy = ProxyConfig::new(config.connect.clone());
-    proxy.listen = config.accept;
+/// Maps the config file onto the library's builder.
+fn builder(path: &Path, config: &DropInConfig, tls: bool) -> anyhow::Result<ProxyBuilder> {
     // efs-proxy listens wherever `accept` says (efs-utils always writes 127.0.0.1); kept, but
     // said, since the listener hands out this host's IAM identity.
-    proxy.allow_remote = true;
-    proxy.allowed_uids = config.allow_uid.clone();
     if !config.accept.ip().is_loopback() {
         warn!(
             "{}: accept = {} is not a loopback address: anyone who can reach it gets NFS \
@@ -107,89 +85,94 @@ fn proxy_config(path: &Path, config: &DropInConfig, tls: bool) -> anyhow::Result
     // efs-proxy gives TCP, TLS and bind together `retry_nfs_mount_command_timeout_sec - 1`:
     // one deadline, so a slow path fails before the mount helper stops waiting.
     let limit = Duration::from_secs(config.init_timeout_sec.saturating_sub(1).max(1));
-    proxy.connect_timeout = limit;
-    proxy.bind_timeout = limit;
-    proxy.connect_deadline = Some(limit);
-    if tls {
-        proxy.tls = Some(tls_settings(path, config)?);
+    let builder = ProxyBuilder::new(config.connect.clone())
+        .listen(config.accept)
+        .allow_remote(true)
+        .allowed_uids(config.allow_uid.clone())
+        .connect_timeout(limit)
+        .bind_timeout(limit)
+        .connect_deadline(limit)
+        .drain_timeout(Duration::from_secs(2));
+    if !tls {
+        return Ok(builder.plaintext());
     }
-    Ok(proxy)
+    let files = CertificateFiles::of(path, config)?;
+    let mut builder = builder
+        .auth(Auth::CertificateFiles {
+            cert: files.cert,
+            key: files.key,
+        })
+        .trust(trust(path, config));
+    match &config.check_host {
+        Some(name) => builder = builder.server_name(name.clone()),
+        None => {
+            warn!(
+                "{}: no checkHost: the server certificate's name is not checked and no SNI \
+                 is sent (as efs-proxy)",
+                path.display()
+            );
+            builder = builder.skip_hostname_verification().without_sni();
+        }
+    }
+    Ok(builder)
 }
 
-fn tls_settings(path: &Path, config: &DropInConfig) -> anyhow::Result<TlsSettings> {
-    let file = path.display();
-    let cert = config
-        .cert
-        .as_ref()
-        .with_context(|| format!("{file}: --tls needs `cert` in [efs] (the client certificate)"))?;
-    let key = config
-        .key
-        .as_ref()
-        .with_context(|| format!("{file}: --tls needs `key` in [efs] (the private key)"))?;
-    let identity = ClientIdentity::from_pem_files(cert, key)?;
-    let trust = match &config.ca_file {
+/// The client certificate and key named in the config file.
+struct CertificateFiles {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl CertificateFiles {
+    fn of(path: &Path, config: &DropInConfig) -> anyhow::Result<CertificateFiles> {
+        let file = path.display();
+        let cert = config.cert.as_ref().with_context(|| {
+            format!("{file}: --tls needs `cert` in [efs] (the client certificate)")
+        })?;
+        let key = config
+            .key
+            .as_ref()
+            .with_context(|| format!("{file}: --tls needs `key` in [efs] (the private key)"))?;
+        Ok(CertificateFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        })
+    }
+}
+
+/// `CAfile` and the system roots, or no verification at all without `CAfile` (efs-utils'
+/// `verify=0`), said loudly.
+fn trust(path: &Path, config: &DropInConfig) -> Trust {
+    match &config.ca_file {
         Some(ca) => Trust::CaFileAndSystemRoots(ca.clone()),
         None => {
             warn!(
-                "{file}: no CAfile: the server certificate is NOT verified (efs-utils verify=0); \
-                 anyone on the path can impersonate the mount target"
+                "{}: no CAfile: the server certificate is NOT verified (efs-utils verify=0); \
+                 anyone on the path can impersonate the mount target",
+                path.display()
             );
             Trust::NoVerify
         }
-    };
-    let server_name = match &config.check_host {
-        Some(name) => name.clone(),
-        None => {
-            warn!(
-                "{file}: no checkHost: the server certificate's name is not checked and no SNI \
-                 is sent (as efs-proxy)"
-            );
-            host_of(&config.connect).to_string()
-        }
-    };
-    Ok(TlsSettings {
-        server_name,
-        trust,
-        verify_hostname: config.check_host.is_some(),
-        send_sni: config.check_host.is_some(),
-        identity: Some(identity),
-    })
+    }
 }
 
-/// Re-reads certificate, key and CA from the config file's paths on SIGHUP.
-struct ReloadSource {
-    path: PathBuf,
-    tls: Option<TlsConfigHandle>,
-}
-
-impl ReloadSource {
-    fn reload(&self) {
-        let Some(handle) = &self.tls else {
-            info!("SIGHUP ignored: no TLS in use (started without --tls)");
-            return;
-        };
-        let result = dropin::load(&self.path)
-            .map_err(anyhow::Error::from)
-            .and_then(|config| tls_settings(&self.path, &config))
-            .and_then(|settings| {
-                let mut config = tls::client_config(
-                    &settings.trust,
-                    settings.verify_hostname,
-                    settings.identity.as_ref(),
-                )?;
-                config.enable_sni = settings.send_sni;
-                Ok(config)
-            });
-        match result {
-            Ok(config) => {
-                handle.replace(config);
-                info!("SIGHUP: reloaded certificate, key and CA; new connections use them");
-            }
-            Err(e) => error!(
-                "SIGHUP: reload failed, keeping the previous certificate: {}",
-                super::report(&e)
-            ),
-        }
+/// SIGHUP: re-reads the config file and loads its certificate, key and CA for new
+/// connections; a failed reload keeps the previous ones.
+fn reload(path: &Path, proxy: &ProxyHandle) {
+    let result = dropin::load(path)
+        .map_err(anyhow::Error::from)
+        .and_then(|config| {
+            let files = CertificateFiles::of(path, &config)?;
+            let trust = trust(path, &config);
+            Ok(proxy.reload_certificate(&files.cert, &files.key, &trust)?)
+        });
+    match result {
+        Ok(true) => info!("SIGHUP: reloaded certificate, key and CA; new connections use them"),
+        Ok(false) => info!("SIGHUP ignored: no TLS in use (started without --tls)"),
+        Err(e) => error!(
+            "SIGHUP: reload failed, keeping the previous certificate: {}",
+            super::report(&e)
+        ),
     }
 }
 

@@ -35,8 +35,8 @@ pub struct RunArgs {
     /// Local users whose connections are served, besides root (the kernel NFS client) and
     /// the proxy's own user: numeric uids separated by commas, or `any` (AWS's proxy serves
     /// any user). Linux only.
-    #[arg(long, value_name = "UIDS|any", value_parser = efs_proxy::internal::listen::UidPolicy::parse)]
-    allow_uid: Option<efs_proxy::internal::listen::UidPolicy>,
+    #[arg(long, value_name = "UIDS|any", value_parser = efs_proxy::UidPolicy::parse)]
+    allow_uid: Option<efs_proxy::UidPolicy>,
     /// Largest RPC record accepted in either direction, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = efs_rpc::DEFAULT_MAX_RECORD_SIZE)]
     max_record_size: usize,

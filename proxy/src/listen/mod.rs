@@ -27,7 +27,7 @@ use crate::forward::{ForwardEnd, Leg, ScalePolicy, Session, SessionLimits};
 use crate::io::ServerStream;
 use crate::listen::accept::{Connections, FirstRecordEnd, FirstRecords, Slot, SpareFd};
 use crate::listen::peer::UidPolicy;
-use crate::stats::{Stats, StatsSnapshot};
+use crate::stats::Stats;
 use crate::upstream::bind::{ProxyIdentity, bind_client_to_partition};
 use crate::upstream::dial::{Dialer, Security, limit_by};
 use crate::upstream::scale::{Backoff, GroupScaler, SearchLimits};
@@ -148,11 +148,6 @@ impl Proxy {
     /// Live counters.
     pub fn stats(&self) -> Arc<Stats> {
         self.shared.stats.clone()
-    }
-
-    /// Current counter values.
-    pub fn stats_snapshot(&self) -> StatsSnapshot {
-        self.shared.stats.snapshot()
     }
 
     /// Accepts and serves connections until `shutdown` is cancelled, then closes every open
