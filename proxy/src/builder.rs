@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{ProxyConfig, TlsSettings};
 use crate::error::StartError;
 use crate::iam::refresh::{self, Rebuild, RefreshPolicy};
-use crate::iam::{CertificateSpec, ClientKey, CredentialSource, Issuer, Service, key};
+use crate::iam::{CertificateSpec, ClientKey, CredentialSource, Issued, Issuer, Service, key};
 use crate::listen::Proxy;
 use crate::listen::peer::UidPolicy;
 use crate::stats::{Stats, StatsSnapshot};
@@ -313,40 +313,7 @@ impl ProxyBuilder {
             listener,
             drain,
         } = self;
-        let mut iam = None;
-        let identity = match auth {
-            Auth::None => None,
-            Auth::CertificateFiles { cert, key } => {
-                Some(ClientIdentity::from_pem_files(&cert, &key)?)
-            }
-            Auth::Iam(auth) => {
-                let key = match auth.key {
-                    Some(key) => key,
-                    None => key::generate_rsa_blocking().await.map_err(iam_error)?.0,
-                };
-                let credentials = match auth.credentials {
-                    Credentials::DefaultChain { profile } => Some(CredentialSource::new(
-                        &auth.spec.region,
-                        profile.as_deref(),
-                        Duration::from_secs(5),
-                    )),
-                    Credentials::Source(source) => Some(source),
-                    Credentials::Unsigned => None,
-                };
-                let issuer = Issuer::new(auth.spec, key, credentials);
-                let first = issuer.issue().await.map_err(iam_error)?;
-                tracing::info!(
-                    "client certificate for {} ({}, {}): {}",
-                    issuer.spec().fs_id,
-                    issuer.spec().service,
-                    issuer.spec().region,
-                    refresh::describe(&first)
-                );
-                let identity = first.identity.clone();
-                iam = Some((Arc::new(issuer), first, auth.refresh));
-                Some(identity)
-            }
-        };
+        let (identity, iam) = first_identity(auth).await?;
         let name = server_name.unwrap_or_else(|| host_of(&config.target).to_string());
         let settings = TlsSettings {
             server_name: name,
@@ -368,23 +335,27 @@ impl ProxyBuilder {
         let shutdown = CancellationToken::new();
 
         match (&iam, &settings.identity) {
-            (Some((_, first, _)), _) => {
-                stats.set_certificate_expiry(Some(first.certificate.not_after.system_time()))
+            (Some(iam), _) => {
+                stats.set_certificate_expiry(Some(iam.first.certificate.not_after.system_time()))
             }
             (None, Some(identity)) => stats.set_certificate_expiry(identity.not_after()),
             (None, None) => {}
         }
-        if let (Some((issuer, first, policy)), Some(handle)) = (iam, proxy.tls_handle()) {
+        if let (Some(iam), Some(handle)) = (iam, proxy.tls_handle()) {
             let trust = settings.trust.clone();
-            let rebuild: Rebuild =
-                Arc::new(move |id| tls::client_config(&trust, verify_hostname, Some(id)));
+            let rebuild: Rebuild = Arc::new(move |id| {
+                let mut config = tls::client_config(&trust, verify_hostname, Some(id))?;
+                config.enable_sni = send_sni;
+                Ok(config)
+            });
+            let stats = stats.clone();
             refresh::spawn(
-                issuer,
-                first,
-                policy,
+                iam.issuer,
+                iam.first,
+                iam.policy,
                 handle,
                 rebuild,
-                stats.clone(),
+                stats,
                 shutdown.clone(),
             );
         }
@@ -402,6 +373,60 @@ impl ProxyBuilder {
             task,
         })
     }
+}
+
+/// The IAM certificate made at start, and what keeps it fresh.
+struct IamRefresh {
+    issuer: Arc<Issuer>,
+    first: Issued,
+    policy: RefreshPolicy,
+}
+
+/// The client certificate to present from the start: none, the files', or a fresh IAM
+/// certificate (fetching credentials and signing now, so a bad setup fails the start).
+async fn first_identity(
+    auth: Auth,
+) -> Result<(Option<ClientIdentity>, Option<IamRefresh>), StartError> {
+    match auth {
+        Auth::None => Ok((None, None)),
+        Auth::CertificateFiles { cert, key } => {
+            Ok((Some(ClientIdentity::from_pem_files(&cert, &key)?), None))
+        }
+        Auth::Iam(auth) => {
+            let iam = issue_first(auth).await?;
+            Ok((Some(iam.first.identity.clone()), Some(iam)))
+        }
+    }
+}
+
+async fn issue_first(auth: IamAuth) -> Result<IamRefresh, StartError> {
+    let key = match auth.key {
+        Some(key) => key,
+        None => key::generate_rsa_blocking().await.map_err(iam_error)?.0,
+    };
+    let credentials = match auth.credentials {
+        Credentials::DefaultChain { profile } => Some(CredentialSource::new(
+            &auth.spec.region,
+            profile.as_deref(),
+            Duration::from_secs(5),
+        )),
+        Credentials::Source(source) => Some(source),
+        Credentials::Unsigned => None,
+    };
+    let issuer = Issuer::new(auth.spec, key, credentials);
+    let first = issuer.issue().await.map_err(iam_error)?;
+    tracing::info!(
+        "client certificate for {} ({}, {}): {}",
+        issuer.spec().fs_id,
+        issuer.spec().service,
+        issuer.spec().region,
+        refresh::describe(&first)
+    );
+    Ok(IamRefresh {
+        issuer: Arc::new(issuer),
+        first,
+        policy: auth.refresh,
+    })
 }
 
 fn iam_error(e: impl Into<crate::iam::IamError>) -> StartError {
