@@ -887,6 +887,14 @@ impl PatternResult {
         checks
     }
 
+    /// efs-proxy and the baselines measured with this pattern.
+    fn proxies(&self, baselines: &[(String, PathBuf)]) -> Vec<String> {
+        std::iter::once("efs-proxy".to_string())
+            .chain(baselines.iter().map(|(n, _)| n.clone()))
+            .filter(|n| self.samples.contains_key(n))
+            .collect()
+    }
+
     fn print(&self, args: &Args, baselines: &[(String, PathBuf)]) -> serde_json::Value {
         let opt =
             |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |v| format!("{v:.digits$}"));
@@ -961,12 +969,23 @@ impl PatternResult {
                 }
             }
         }
-        let checks = self.checks("efs-proxy");
-        if !checks.is_empty() {
-            println!("efs-proxy against the targets of issue 17 (medians of per-round ratios):");
+        let mut targets = serde_json::Map::new();
+        for proxy in self.proxies(baselines) {
+            let checks = self.checks(&proxy);
+            if checks.is_empty() {
+                continue;
+            }
+            println!("{proxy} against the targets of issue 17 (medians of per-round ratios):");
             for c in &checks {
                 println!("  {:<14} {:<48} {}", c.name, c.text, c.verdict());
             }
+            targets.insert(
+                proxy,
+                checks
+                    .iter()
+                    .map(|c| json!({"target": c.name, "value": c.value, "text": c.text, "verdict": c.verdict()}))
+                    .collect(),
+            );
         }
         let mut before_after = Vec::new();
         for (base, _) in baselines {
@@ -997,7 +1016,7 @@ impl PatternResult {
             "pattern": self.pattern.name(),
             "description": self.pattern.describe(args),
             "figures": figures,
-            "targets": checks.iter().map(|c| json!({"target": c.name, "value": c.value, "text": c.text, "verdict": c.verdict()})).collect::<Vec<_>>(),
+            "targets": targets,
             "before_after": before_after,
         })
     }
@@ -1297,13 +1316,18 @@ async fn main() -> anyhow::Result<()> {
                 .join(", ")
         );
     }
-    // Every target on every pattern, in one table.
-    let summaries: Vec<(String, Vec<Check>)> = results
-        .iter()
-        .map(|r| (r.pattern.name(), r.checks("efs-proxy")))
-        .collect();
-    if let Some((_, first)) = summaries.iter().find(|(_, c)| !c.is_empty()) {
-        println!("\ntargets of issue 17 per client pattern (efs-proxy):");
+    // Every target on every pattern, in one table per proxy build.
+    let mut proxies = vec!["efs-proxy".to_string()];
+    proxies.extend(args.baseline.iter().map(|(n, _)| n.clone()));
+    for proxy in &proxies {
+        let summaries: Vec<(String, Vec<Check>)> = results
+            .iter()
+            .map(|r| (r.pattern.name(), r.checks(proxy)))
+            .collect();
+        let Some((_, first)) = summaries.iter().find(|(_, c)| !c.is_empty()) else {
+            continue;
+        };
+        println!("\ntargets of issue 17 per client pattern ({proxy}):");
         print!("{:<9}", "");
         for c in first {
             print!(" {:>13}", c.name);
