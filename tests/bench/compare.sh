@@ -9,8 +9,9 @@
 #
 # The other build is made once in a git worktree under target/bench-base/ and its binary
 # kept there; then `efs-bench --only efs-proxy --baseline NAME=... --rounds 5 --no-multiplex`
-# runs (later options override those defaults). Prints both rows and "efs-proxy / NAME"
-# ratios; JSON in target/bench/efs-bench.json.
+# runs through run.sh (later options override those defaults, e.g. `--patterns trickle,libnfs
+# --rounds 3`). Prints both rows per client pattern and "efs-proxy / NAME" ratios per pattern;
+# JSON in target/bench/efs-bench.json.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"

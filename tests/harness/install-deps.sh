@@ -26,6 +26,8 @@ pkgs=(
   socat stunnel4                               # stand-in proxy / TLS terminators
   nftables iproute2                            # fault injection (nft drop), ss, ip netns
   libnfs-utils                                 # nfs-ls/nfs-cat/nfs-cp (NFSv3 + NFSv4.0 only)
+  rpcbind linux-perf openssl                   # benchmark: ganesha's NFSv3 for libnfs (in a
+                                               #   namespace of its own), perf stat --profile
   shellcheck                                   # lint for these scripts
   litmus curl                                  # WebDAV: litmus suite, container e2e requests
   podman runc containernetworking-plugins      # the container image test (runc named: podman

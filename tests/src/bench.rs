@@ -220,3 +220,266 @@ pub fn percentile_us(sorted_ns: &[u64], p: f64) -> f64 {
     let i = ((sorted_ns.len() - 1) as f64 * p).round() as usize;
     sorted_ns[i] as f64 / 1000.0
 }
+
+/// How a blocking load client ([`blocking_throughput`]) moves its bytes: the client patterns
+/// of the benchmark other than the tokio client above.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chunking {
+    /// Each call is written in pieces of this many bytes, one `write` each (`None`: the whole
+    /// record in one `write`, as `sendall` does).
+    pub send: Option<usize>,
+    /// Replies are read this many bytes at a time (`None`: large reads into a buffer that
+    /// grows to hold the record being received, as `recv_into` into a growing buffer does).
+    pub recv: Option<usize>,
+}
+
+impl Chunking {
+    /// One large send per record, large reads into a growing buffer.
+    pub const BULK: Chunking = Chunking {
+        send: None,
+        recv: None,
+    };
+}
+
+/// Slots of calls in flight, shared by a blocking client's writer and reader threads.
+struct Slots {
+    free: std::sync::Mutex<usize>,
+    freed: std::sync::Condvar,
+}
+
+impl Slots {
+    fn take(&self, timeout: Duration) -> anyhow::Result<()> {
+        let mut free = self.free.lock().unwrap();
+        while *free == 0 {
+            let (guard, wait) = self.freed.wait_timeout(free, timeout).unwrap();
+            free = guard;
+            if wait.timed_out() && *free == 0 {
+                bail!("no reply for {timeout:?}");
+            }
+        }
+        *free -= 1;
+        Ok(())
+    }
+
+    fn give(&self, n: usize) {
+        *self.free.lock().unwrap() += n;
+        self.freed.notify_one();
+    }
+}
+
+/// Reads replies from a blocking socket into a buffer that grows to hold the record being
+/// received, in reads of `recv` bytes (or as large as the rest of the record, at least
+/// 256 KiB, when `None`).
+struct BlockingReader {
+    stream: std::net::TcpStream,
+    buffer: Vec<u8>,
+    /// Bytes of `buffer` filled.
+    filled: usize,
+    recv: Option<usize>,
+}
+
+impl BlockingReader {
+    fn new(stream: std::net::TcpStream, recv: Option<usize>) -> Self {
+        BlockingReader {
+            stream,
+            buffer: Vec::new(),
+            filled: 0,
+            recv,
+        }
+    }
+
+    /// The next complete record's message length and its results' length (single-fragment
+    /// records, as every server of the benchmark sends).
+    fn next_reply(&mut self) -> anyhow::Result<(u32, usize)> {
+        use std::io::Read;
+        loop {
+            if self.filled >= 4 {
+                let mark = u32::from_be_bytes(self.buffer[..4].try_into().unwrap());
+                if mark & 0x8000_0000 == 0 {
+                    bail!("multi-fragment reply: not expected from the benchmark's servers");
+                }
+                let end = 4 + (mark & 0x7fff_ffff) as usize;
+                if self.filled >= end {
+                    let (xid, results) = parse_accepted_reply(&self.buffer[4..end])?;
+                    let len = results.len();
+                    // What follows the record is a few bytes or a part of the next one:
+                    // moved to the front once per record.
+                    self.buffer.copy_within(end..self.filled, 0);
+                    self.filled -= end;
+                    return Ok((xid, len));
+                }
+                let want = match self.recv {
+                    Some(n) => n,
+                    None => (end - self.filled).max(256 * 1024),
+                };
+                self.reserve(want);
+            } else {
+                self.reserve(self.recv.unwrap_or(256 * 1024));
+            }
+            let want = self.recv.unwrap_or(self.buffer.len() - self.filled);
+            let end = (self.filled + want).min(self.buffer.len());
+            let n = self.stream.read(&mut self.buffer[self.filled..end])?;
+            if n == 0 {
+                bail!("connection closed");
+            }
+            self.filled += n;
+        }
+    }
+
+    fn reserve(&mut self, want: usize) {
+        if self.buffer.len() < self.filled + want {
+            self.buffer.resize(self.filled + want, 0);
+        }
+    }
+}
+
+fn blocking_connect(addr: SocketAddr) -> anyhow::Result<std::net::TcpStream> {
+    let stream = std::net::TcpStream::connect(addr)?;
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    Ok(stream)
+}
+
+fn blocking_send(
+    stream: &mut std::net::TcpStream,
+    wire: &[u8],
+    send: Option<usize>,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    match send {
+        None => stream.write_all(wire),
+        Some(piece) => wire
+            .chunks(piece)
+            .try_for_each(|piece| stream.write_all(piece)),
+    }
+}
+
+/// [`latency`] with a blocking client of this chunking (a thread, no runtime).
+pub fn blocking_latency(
+    addr: SocketAddr,
+    chunking: Chunking,
+    warmup: usize,
+    calls: usize,
+) -> anyhow::Result<Vec<u64>> {
+    let mut stream = blocking_connect(addr)?;
+    let mut reader = BlockingReader::new(stream.try_clone()?, chunking.recv);
+    let mut template = call_record(BENCH_WRITE, &[0u8; 128])?;
+    let mut times = Vec::with_capacity(calls);
+    for i in 0..(warmup + calls) as u32 {
+        template[4..8].copy_from_slice(&i.to_be_bytes());
+        let start = Instant::now();
+        blocking_send(&mut stream, &template, chunking.send)?;
+        let (xid, _) = reader.next_reply()?;
+        if xid != i {
+            bail!("reply {xid} to call {i}");
+        }
+        if i as usize >= warmup {
+            times.push(start.elapsed().as_nanos() as u64);
+        }
+    }
+    Ok(times)
+}
+
+/// [`throughput`] with a blocking client: one thread writes calls (whole, or in pieces of
+/// `chunking.send`), this one reads replies (`chunking.recv`), `in_flight` calls outstanding.
+/// Returns the payload bytes moved in the flow's direction and the time taken.
+pub fn blocking_throughput(
+    addr: SocketAddr,
+    flow: Flow,
+    size: usize,
+    in_flight: usize,
+    duration: Duration,
+    chunking: Chunking,
+) -> anyhow::Result<(u64, Duration)> {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let stream = blocking_connect(addr)?;
+    let mut reader = BlockingReader::new(stream.try_clone()?, chunking.recv);
+    let mut template = match flow {
+        Flow::Write => call_record(BENCH_WRITE, &vec![0u8; size])?,
+        Flow::Read => call_record(BENCH_READ, &(size as u32).to_be_bytes())?,
+    };
+    let slots = Arc::new(Slots {
+        free: std::sync::Mutex::new(in_flight),
+        freed: std::sync::Condvar::new(),
+    });
+    let sent = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let deadline = start + duration;
+    let writer = {
+        let (slots, sent, done) = (slots.clone(), sent.clone(), done.clone());
+        let mut stream = stream;
+        std::thread::spawn(move || -> anyhow::Result<()> {
+            let mut xid = 0u32;
+            let result = (|| {
+                while Instant::now() < deadline {
+                    slots.take(Duration::from_secs(30))?;
+                    xid = xid.wrapping_add(1);
+                    template[4..8].copy_from_slice(&xid.to_be_bytes());
+                    blocking_send(&mut stream, &template, chunking.send)?;
+                    sent.fetch_add(1, Ordering::SeqCst);
+                }
+                anyhow::Ok(())
+            })();
+            done.store(true, Ordering::SeqCst);
+            result
+        })
+    };
+    let mut replies = 0u64;
+    let mut moved = 0u64;
+    let result = (|| {
+        loop {
+            let finished = done.load(Ordering::SeqCst);
+            if replies >= sent.load(Ordering::SeqCst) {
+                if finished {
+                    return anyhow::Ok(());
+                }
+                // Nothing outstanding: the writer is between calls.
+                std::thread::sleep(Duration::from_micros(20));
+                continue;
+            }
+            let (_, len) = reader.next_reply()?;
+            replies += 1;
+            moved += match flow {
+                Flow::Write => size as u64,
+                Flow::Read => len as u64,
+            };
+            slots.give(1);
+        }
+    })();
+    let elapsed = start.elapsed();
+    if result.is_err() {
+        // Unblock a writer waiting for a slot.
+        slots.give(in_flight);
+        let _ = reader.stream.shutdown(std::net::Shutdown::Both);
+    }
+    let written = writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("writer panicked"))?;
+    result.with_context(|| format!("{flow:?}: {replies} replies"))?;
+    written?;
+    Ok((moved, elapsed))
+}
+
+/// `clients` connections of the tokio client above at once, each with `in_flight` calls
+/// outstanding. Returns the payload bytes moved by all of them and the longest time taken.
+pub async fn concurrent_throughput(
+    addr: SocketAddr,
+    flow: Flow,
+    size: usize,
+    clients: usize,
+    in_flight: usize,
+    duration: Duration,
+) -> anyhow::Result<(u64, Duration)> {
+    let runs = (0..clients)
+        .map(|_| tokio::spawn(throughput(addr, flow, size, in_flight, duration)))
+        .collect::<Vec<_>>();
+    let mut moved = 0;
+    let mut longest = Duration::ZERO;
+    for run in runs {
+        let (bytes, took) = run.await??;
+        moved += bytes;
+        longest = longest.max(took);
+    }
+    Ok((moved, longest))
+}
