@@ -39,3 +39,8 @@ pub mod upstream {
         load_certificates, server_name,
     };
 }
+
+/// The mount helper: options, the mount table watch, the state under /run/efs-proxy.
+pub mod mount {
+    pub use crate::mount::{mountinfo, options, state};
+}

@@ -51,6 +51,7 @@ mod forward;
 pub mod iam;
 mod io;
 mod listen;
+mod mount;
 mod stats;
 mod upstream;
 
