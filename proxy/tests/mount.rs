@@ -290,6 +290,33 @@ fn a_plain_umount_stops_the_proxy_after_the_grace_period() {
 }
 
 #[test]
+fn umount_then_mount_at_once_replaces_the_lingering_proxy() {
+    let bed = Bed::new(BindBehaviour::ready(0x5a));
+    assert!(bed.mount("").status.success());
+    let first = bed.mount_dirs();
+    let out = bed
+        .command(&bed.path("stub-umount").to_string_lossy())
+        .arg(bed.path("mnt"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    // Within the grace period: the old proxy still runs, the mount is gone.
+    let out = bed.mount("");
+    assert!(out.status.success(), "{}", text(&out));
+    let second = bed.mount_dirs();
+    assert_eq!(second.len(), 1);
+    assert_ne!(first, second, "a new proxy serves the new mount");
+    assert_eq!(bed.processes().len(), 2, "the lingering proxy was stopped");
+    let out = bed
+        .command(BIN)
+        .args(["umount", &bed.path("mnt").to_string_lossy()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    bed.assert_nothing_left();
+}
+
+#[test]
 fn the_helper_name_selects_the_type_and_mount_8_arguments_work() {
     let bed = Bed::new(BindBehaviour::ready(0x5a));
     let helper = bed.path("mount.s3files");

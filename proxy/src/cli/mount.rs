@@ -164,6 +164,24 @@ pub fn settle(args: &MountArgs) -> Result<(MountPlan, PathBuf), Failure> {
         }
     };
     if let Some((dir, port)) = managed_mount_at(&mountpoint) {
+        let table = super::mount_daemon::mount_table();
+        let lingering = dir.join("mounted").exists()
+            && !efs_proxy::internal::mount::mountinfo::has_proxy_mount(&table, port);
+        if lingering {
+            // Unmounted, its proxy in the grace period: `umount; mount` must just work.
+            super::mount_admin::stop(&dir);
+            return Ok((plan, mountpoint));
+        }
+        if !dir.join("mounted").exists() {
+            return fail(
+                EXIT_FAILURE,
+                format!(
+                    "a mount on {} is in progress (state {})",
+                    mountpoint.display(),
+                    dir.display()
+                ),
+            );
+        }
         return fail(
             EXIT_FAILURE,
             format!(

@@ -58,7 +58,7 @@ pub fn read_mount_info(dir: &Path) -> anyhow::Result<MountInfo> {
 }
 
 /// The mount table the watch reads: `/proc/self/mountinfo`, or `EFS_PROXY_MOUNTINFO` (tests).
-fn mount_table() -> String {
+pub fn mount_table() -> String {
     let path = std::env::var_os("EFS_PROXY_MOUNTINFO")
         .filter(|p| !p.is_empty())
         .map_or_else(|| PathBuf::from("/proc/self/mountinfo"), PathBuf::from);
