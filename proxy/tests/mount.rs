@@ -519,3 +519,61 @@ fn install_mount_helper_never_replaces_another_helper_without_force() {
         target
     );
 }
+
+#[test]
+fn a_second_mount_of_the_same_file_system_shares_its_proxy() {
+    let bed = Bed::new(BindBehaviour::ready(0x5a));
+    std::fs::create_dir(bed.path("mnt2")).unwrap();
+    assert!(bed.mount("").status.success());
+    let out = bed
+        .command(BIN)
+        .args([
+            "mount",
+            &format!("{FS}:/"),
+            &bed.path("mnt2").to_string_lossy(),
+        ])
+        .args(["-o", &bed.options("")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(bed.mount_dirs().len(), 1, "one proxy for both");
+    let ports: Vec<String> = bed
+        .stub_log()
+        .lines()
+        .map(|l| {
+            l.split("port=")
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(ports.len(), 2);
+    assert_eq!(ports[0], ports[1]);
+    let listing = bed.command(BIN).arg("mounts").output().unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
+    assert!(
+        listing.contains("mnt,") || listing.contains("mnt2,"),
+        "{listing}"
+    );
+    let out = bed
+        .command(BIN)
+        .args(["umount", &bed.path("mnt").to_string_lossy()])
+        .output()
+        .unwrap();
+    assert!(
+        text(&out).contains("still serves other mounts"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(bed.processes().len(), 2);
+    let out = bed
+        .command(BIN)
+        .args(["umount", &bed.path("mnt2").to_string_lossy()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    bed.assert_nothing_left();
+}

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use clap::{ArgAction, Args, ValueEnum};
 use efs_proxy::internal::mount::options::{self, Kind, MountPlan};
-use efs_proxy::internal::mount::state;
+use efs_proxy::internal::mount::{mountinfo, state};
 use serde_json::{Value, json};
 
 /// mount(8)'s exit status for a bad invocation.
@@ -164,14 +164,10 @@ pub fn settle(args: &MountArgs) -> Result<(MountPlan, PathBuf), Failure> {
         }
     };
     if let Some((dir, port)) = managed_mount_at(&mountpoint) {
-        let table = super::mount_daemon::mount_table();
-        let lingering = dir.join("mounted").exists()
-            && !efs_proxy::internal::mount::mountinfo::has_proxy_mount(&table, port);
-        if lingering {
-            // Unmounted, its proxy in the grace period: `umount; mount` must just work.
-            super::mount_admin::stop(&dir);
-            return Ok((plan, mountpoint));
-        }
+        let table = mountinfo::parse(&super::mount_daemon::mount_table());
+        let here = table
+            .iter()
+            .any(|e| e.is_proxy_mount(port) && Path::new(&e.mount_point) == mountpoint);
         if !dir.join("mounted").exists() {
             return fail(
                 EXIT_FAILURE,
@@ -182,15 +178,21 @@ pub fn settle(args: &MountArgs) -> Result<(MountPlan, PathBuf), Failure> {
                 ),
             );
         }
-        return fail(
-            EXIT_FAILURE,
-            format!(
-                "{} is already mounted through efs-proxy (port {port}, state {}): run efs-proxy \
-                 umount {0} first",
-                mountpoint.display(),
-                dir.display()
-            ),
-        );
+        if here {
+            return fail(
+                EXIT_FAILURE,
+                format!(
+                    "{} is already mounted through efs-proxy (port {port}, state {}): run \
+                     efs-proxy umount {0} first",
+                    mountpoint.display(),
+                    dir.display()
+                ),
+            );
+        }
+        if !table.iter().any(|e| e.is_proxy_mount(port)) {
+            // Unmounted, its proxy in the grace period: `umount; mount` must just work.
+            super::mount_admin::stop(&dir);
+        }
     }
     Ok((plan, mountpoint))
 }
@@ -205,6 +207,25 @@ pub fn managed_mount_at(mountpoint: &Path) -> Option<(PathBuf, u16)> {
                 .is_some_and(|pid| state::process_runs(pid, &dir.to_string_lossy()));
             (live && v["mountpoint"].as_str() == mountpoint.to_str())
                 .then(|| (dir.clone(), v["port"].as_u64().unwrap_or(0) as u16))
+        })
+}
+
+/// A running proxy for the same file system with the same identity and trust, serving a
+/// mount now: its state directory and port.
+fn shared_proxy(plan: &MountPlan) -> Option<(PathBuf, u16)> {
+    let table = super::mount_daemon::mount_table();
+    let args = json!(plan.proxy_args());
+    state::mount_dirs(&state::root())
+        .into_iter()
+        .find_map(|dir| {
+            let v = read_json(&dir, "mount.json")?;
+            let port = u16::try_from(v["port"].as_u64()?).ok()?;
+            let live = state::read_pid(&dir, "supervisor.pid")
+                .is_some_and(|pid| state::process_runs(pid, &dir.to_string_lossy()));
+            let same = v["proxy_args"] == args
+                && v["type"].as_str() == Some(plan.kind.name())
+                && plan.tls_port.is_none_or(|p| p == port);
+            (live && same && mountinfo::has_proxy_mount(&table, port)).then_some((dir, port))
         })
 }
 
@@ -226,6 +247,18 @@ fn mount(args: &MountArgs) -> Result<(), Failure> {
             mountpoint.display()
         );
         return Ok(());
+    }
+    if let Some((dir, port)) = shared_proxy(&plan) {
+        // The kernel shares one NFS client among mounts of the same server, over the first
+        // mount's connection: a second proxy for the same file system would carry nothing,
+        // and stopping the first would hang the second mount. One proxy serves them all.
+        if args.verbose {
+            eprintln!(
+                "efs-proxy: sharing the proxy on 127.0.0.1:{port} ({})",
+                dir.display()
+            );
+        }
+        return run_mount(&plan, port, &mountpoint);
     }
     let mut started = start(&plan, &mountpoint)?;
     let say = |text: String| {

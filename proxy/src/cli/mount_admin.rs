@@ -5,10 +5,11 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
-use efs_proxy::internal::mount::state;
+use efs_proxy::internal::mount::{mountinfo, state};
 use serde_json::{Value, json};
 
 use super::mount::{read_json, umount_program};
+use super::mount_daemon::mount_table;
 
 #[derive(Args, Debug)]
 pub struct UmountArgs {
@@ -72,10 +73,21 @@ fn live_pid(dir: &Path, name: &str) -> Option<u32> {
 /// `efs-proxy umount MOUNTPOINT`: the NFS unmount, then the proxy and its state, at once.
 pub fn umount_main(args: &UmountArgs) -> ExitCode {
     let mountpoint = absolute(&args.mountpoint);
-    let Some((dir, _)) = managed()
-        .into_iter()
-        .find(|(_, v)| v["mountpoint"].as_str() == mountpoint.to_str())
-    else {
+    // The proxy serving the mount point: by the mount table's port (a shared proxy serves
+    // several mount points), else by the mount point it was started for.
+    let table = mountinfo::parse(&mount_table());
+    let port_here = table
+        .iter()
+        .find(|e| Path::new(&e.mount_point) == mountpoint && e.source.starts_with("127.0.0.1:"))
+        .and_then(|e| {
+            e.super_options
+                .split(',')
+                .find_map(|o| o.strip_prefix("port=")?.parse::<u64>().ok())
+        });
+    let Some((dir, info)) = managed().into_iter().find(|(_, v)| match port_here {
+        Some(port) => v["port"].as_u64() == Some(port),
+        None => v["mountpoint"].as_str() == mountpoint.to_str(),
+    }) else {
         eprintln!(
             "efs-proxy umount: {} is not a mount made by efs-proxy (see efs-proxy mounts)",
             mountpoint.display()
@@ -101,7 +113,15 @@ pub fn umount_main(args: &UmountArgs) -> ExitCode {
             return ExitCode::from(32);
         }
     }
-    stop(&dir);
+    let port = info["port"]
+        .as_u64()
+        .and_then(|p| u16::try_from(p).ok())
+        .unwrap_or(0);
+    if mountinfo::has_proxy_mount(&mount_table(), port) {
+        println!("efs-proxy umount: the proxy on port {port} still serves other mounts; kept");
+    } else {
+        stop(&dir);
+    }
     ExitCode::SUCCESS
 }
 
@@ -149,8 +169,20 @@ fn describe(dir: &Path, info: &Value) -> Value {
         (_, _, Some(s)) => s,
         _ => "starting",
     };
+    let port = info["port"]
+        .as_u64()
+        .and_then(|p| u16::try_from(p).ok())
+        .unwrap_or(0);
+    let mut here: Vec<String> = mountinfo::parse(&mount_table())
+        .into_iter()
+        .filter(|e| e.is_proxy_mount(port))
+        .map(|e| e.mount_point)
+        .collect();
+    if here.is_empty() {
+        here.push(info["mountpoint"].as_str().unwrap_or("?").to_string());
+    }
     json!({
-        "mountpoint": info["mountpoint"],
+        "mountpoint": here.join(","),
         "file_system": format!("{}:{}", info["fs_id"].as_str().unwrap_or("?"), info["path"].as_str().unwrap_or("/")),
         "type": info["type"],
         "port": info["port"],

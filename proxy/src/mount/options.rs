@@ -102,159 +102,9 @@ fn err<T>(text: impl Into<String>) -> Result<T, OptionError> {
     Err(OptionError(text.into()))
 }
 
-/// Options passed to the NFS mount as they are (nfs(5) and mount(8)'s generic ones).
-const NFS_FLAGS: &[&str] = &[
-    "soft",
-    "hard",
-    "softerr",
-    "softreval",
-    "nosoftreval",
-    "ac",
-    "noac",
-    "bg",
-    "fg",
-    "rdirplus",
-    "nordirplus",
-    "sharecache",
-    "nosharecache",
-    "resvport",
-    "noresvport",
-    "fsc",
-    "nofsc",
-    "cto",
-    "nocto",
-    "lock",
-    "nolock",
-    "migration",
-    "nomigration",
-    "intr",
-    "nointr",
-    "trunkdiscovery",
-    "notrunkdiscovery",
-    "ro",
-    "rw",
-    "sync",
-    "async",
-    "atime",
-    "noatime",
-    "diratime",
-    "nodiratime",
-    "relatime",
-    "norelatime",
-    "strictatime",
-    "nostrictatime",
-    "lazytime",
-    "nolazytime",
-    "dev",
-    "nodev",
-    "exec",
-    "noexec",
-    "suid",
-    "nosuid",
-    "dirsync",
-    "iversion",
-    "noiversion",
-    "silent",
-    "loud",
-];
-const NFS_VALUES: &[&str] = &[
-    "timeo",
-    "retrans",
-    "rsize",
-    "wsize",
-    "acregmin",
-    "acregmax",
-    "acdirmin",
-    "acdirmax",
-    "actimeo",
-    "retry",
-    "nconnect",
-    "max_connect",
-    "sec",
-    "lookupcache",
-    "fsc",
-    "clientaddr",
-    "local_lock",
-    "proto",
-    "context",
-    "fscontext",
-    "defcontext",
-    "rootcontext",
-    "nfsvers",
-    "vers",
-];
-/// mount(8) and systemd options that never reach the kernel.
-const USERSPACE_FLAGS: &[&str] = &[
-    "defaults", "auto", "noauto", "_netdev", "nofail", "user", "nouser", "users", "owner", "group",
-    "noocsp",
-];
-/// Options of which at most one may be given.
-const EXCLUSIVE: &[&[&str]] = &[
-    &["hard", "soft", "softerr"],
-    &["ro", "rw"],
-    &["sync", "async"],
-    &["ac", "noac"],
-    &["resvport", "noresvport"],
-    &["cto", "nocto"],
-    &["lock", "nolock"],
-    &["fg", "bg"],
-    &["sharecache", "nosharecache"],
-    &["rdirplus", "nordirplus"],
-    &["fsc", "nofsc"],
-    &["migration", "nomigration"],
-    &["intr", "nointr"],
-    &["auto", "noauto"],
-    &["softreval", "nosoftreval"],
-    &["nfsvers", "vers"],
-    &["mounttargetip", "target"],
-];
-/// efs-utils options this helper refuses, and why.
-const UNSUPPORTED: &[(&str, &str)] = &[
-    (
-        "awscredsuri",
-        "set AWS_CONTAINER_CREDENTIALS_RELATIVE_URI for the container credentials",
-    ),
-    (
-        "netns",
-        "run the mount inside the namespace (nsenter) instead",
-    ),
-    ("ocsp", "certificate revocation checks are not implemented"),
-    (
-        "crossaccount",
-        "give mounttargetip= or target= for the other account's mount target",
-    ),
-    (
-        "jwtpath",
-        "set AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN, or use awsprofile=",
-    ),
-    (
-        "rolearn",
-        "configure the role in a profile of ~/.aws/config and use awsprofile=",
-    ),
-    (
-        "verify",
-        "the server certificate is always verified (cafile= to change the anchors)",
-    ),
-    (
-        "stunnel",
-        "there is no stunnel: the proxy speaks TLS itself",
-    ),
-    ("notls", "S3 Files and this helper always use TLS"),
-    ("fsap", "the option is accesspoint="),
-    ("minorversion", "use nfsvers=4.1 or nfsvers=4.2"),
-    (
-        "remount",
-        "remount the NFS mount itself: mount -o remount,... MOUNTPOINT",
-    ),
-];
-const DEFAULTS_AFTER_VERS: &[&str] = &[
-    "rsize=1048576",
-    "wsize=1048576",
-    "hard",
-    "timeo=600",
-    "retrans=2",
-    "noresvport",
-];
+use names_table::{
+    DEFAULTS_AFTER_VERS, EXCLUSIVE, NFS_FLAGS, NFS_VALUES, UNSUPPORTED, USERSPACE_FLAGS,
+};
 
 /// Splits `FS_ID[:/PATH]`.
 pub fn parse_spec(spec: &str) -> Result<(String, String), OptionError> {
@@ -596,6 +446,9 @@ impl MountPlan {
         args
     }
 }
+
+#[path = "option_names.rs"]
+mod names_table;
 
 #[cfg(test)]
 #[path = "options_tests.rs"]
