@@ -98,14 +98,15 @@ sync
 efs-proxy mounts
 [ "$(sha /mnt/b/two-b.bin)" = "$(sha /tmp/4m.bin)" ] || fail "two-b.bin differs"
 [ "$(sha /mnt/c/two-a.bin)" = "$(sha /tmp/4m.bin)" ] || fail "two-a.bin differs through /mnt/c"
-# In this test bed both file systems are one ganesha, so the kernel may detect one server and
-# carry B's mount on A's connection (session trunking): B is unmounted before A.
+# In this test bed both file systems are one ganesha: the kernel sees one server (same server
+# owner) and may carry B's mount on A's client and connection (its mountinfo then says A's
+# port, and B's own proxy leaves after the grace period). So B is unmounted before A.
 efs-proxy umount /mnt/c || fail "efs-proxy umount /mnt/c failed"
 procs || fail "unmounting /mnt/c stopped the proxy /mnt/a still uses"
 efs-proxy umount /mnt/b || fail "efs-proxy umount /mnt/b failed"
 efs-proxy umount /mnt/a || fail "efs-proxy umount /mnt/a failed"
 nothing_left 0 || fail "something left after the unmounts"
-say "two proxies on two ports (one shared by two mounts), all gone"
+say "two proxies started, A shared by /mnt/a and /mnt/c, all unmounted, nothing left"
 
 say "3. the proxy killed during a 24 MiB write"
 mount -t s3files "$FS_A:/" /mnt/a -o "$OPTS_A" || fail "mount failed"
