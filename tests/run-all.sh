@@ -9,7 +9,8 @@
 #      image: Debian's podman builds container/Dockerfile and runs it (mount failure
 #      diagnosed, healthcheck, litmus and a Finder-like session on the published port)
 #   5. end to end with real peers: the Linux kernel NFSv4.2 client in QEMU → efs-proxy →
-#      fake mount target → nfs-ganesha (native, IAM, drop-in, forced scale-up); the
+#      fake mount target → nfs-ganesha (native, IAM, drop-in, forced scale-up); the mount
+#      helper itself in the guest (mount -t s3files, fstab); the
 #      container's entrypoint on this host (one diagnosis per failure class); the entrypoint
 #      in QEMU (release build) with litmus and a 16 MiB upload over WebDAV from the host
 #   6. connection faults: efs-proxy between two network namespaces (nft blackhole, link
@@ -77,6 +78,8 @@ if [ "${SKIP_E2E:-0}" != 1 ]; then
   E2E_MODE=iam bash tests/e2e/kernel-client.sh
   section "end to end, drop-in mode (efs-utils config file)"
   E2E_MODE=dropin bash tests/e2e/kernel-client.sh
+  section "end to end: the mount helper inside the QEMU guest (mount -t s3files, two at once, proxy killed mid-write, fstab + mount -a)"
+  bash tests/e2e/mount-helper.sh
   section "end to end under forced scale-up: session-management COMPOUNDs stay on the first connection"
   E2E_MODE=scaleup bash tests/e2e/kernel-client.sh
   section "container entrypoint on this host: one diagnosis per failure class (IAM, real peers), argv injection refused"

@@ -36,3 +36,8 @@ pub mod upstream {
         ClientIdentity, FIPS, HandshakeSignatures, client_config, load_certificates, server_name,
     };
 }
+
+/// The mount helper: options, the mount table watch, the state under /run/efs-proxy.
+pub mod mount {
+    pub use crate::mount::{mountinfo, options, state};
+}

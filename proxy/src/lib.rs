@@ -52,6 +52,7 @@ mod forward;
 pub mod iam;
 mod io;
 mod listen;
+mod mount;
 mod stats;
 mod upstream;
 

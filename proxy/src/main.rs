@@ -55,9 +55,35 @@ enum Command {
     /// bind, NFS NULL) with the same options as run; exit 0 only if every step passes.
     #[command(allow_negative_numbers = true)]
     Check(cli::check::CheckArgs),
+    /// Mount S3 Files or EFS: start a proxy for the mount (detached, supervised, gone after
+    /// umount) and run the NFS mount through it. Also runs as mount.s3files / mount.efs.
+    Mount(cli::mount::MountArgs),
+    /// Unmount a mount made by `efs-proxy mount` and stop its proxy at once.
+    Umount(cli::mount_admin::UmountArgs),
+    /// List the mounts made by `efs-proxy mount`: proxy, port, partition, certificate, counters.
+    Mounts(cli::mount_admin::MountsArgs),
+    /// Install this binary as mount(8)'s helper for -t s3files (and -t efs with --as).
+    InstallMountHelper(cli::mount_admin::InstallArgs),
+    #[command(hide = true)]
+    MountSupervisor(DaemonArgs),
+    #[command(hide = true)]
+    MountProxy(DaemonArgs),
+}
+
+/// The hidden daemons of a mount (see cli/mount_daemon.rs).
+#[derive(clap::Args)]
+struct DaemonArgs {
+    dir: std::path::PathBuf,
+    #[arg(long)]
+    listen_fd: i32,
+    #[arg(long)]
+    parent: Option<u32>,
 }
 
 fn main() -> ExitCode {
+    if let Some(code) = cli::mount::helper_main() {
+        return code;
+    }
     let cli = Cli::parse();
     let command = match (cli.command, cli.config) {
         (Some(command), _) => command,
@@ -69,12 +95,26 @@ fn main() -> ExitCode {
             let mut cmd = Cli::command();
             let error = cmd.error(
                 clap::error::ErrorKind::MissingSubcommand,
-                "a subcommand (run, cert, check) or a drop-in CONFIG file is required",
+                "a subcommand (run, cert, check, mount, …) or a drop-in CONFIG file is required",
             );
             error.exit()
         }
     };
     init_logging(&cli.log_level);
+    let command = match command {
+        Command::Mount(args) => return cli::mount::mount_main(args, "efs-proxy mount"),
+        Command::Umount(args) => return cli::mount_admin::umount_main(&args),
+        Command::Mounts(args) => return cli::mount_admin::mounts_main(&args),
+        Command::InstallMountHelper(args) => return cli::mount_admin::install_main(&args),
+        Command::MountSupervisor(d) => {
+            return exit_with(cli::mount_daemon::supervisor_main(
+                &d.dir,
+                d.listen_fd,
+                d.parent,
+            ));
+        }
+        other => other,
+    };
     let runtime = match cli::runtime() {
         Ok(rt) => rt,
         Err(e) => {
@@ -86,6 +126,10 @@ fn main() -> ExitCode {
         Command::Run(args) => runtime.block_on(cli::run::run(args)),
         Command::Cert(args) => runtime.block_on(cli::cert::run(args)),
         Command::Check(args) => return runtime.block_on(cli::check::run(args)),
+        Command::MountProxy(d) => {
+            runtime.block_on(cli::mount_daemon::proxy_main(&d.dir, d.listen_fd))
+        }
+        _ => unreachable!("handled before the runtime"),
     };
     exit_with(result)
 }

@@ -19,6 +19,8 @@ pub struct Stats {
     pub binds: AtomicU64,
     /// Binds answered with an RPC refusal (a server without AWSFILE): forwarded without bind.
     pub bind_refusals: AtomicU64,
+    /// Binds answered READY.
+    pub ready_binds: AtomicU64,
     /// Connect+bind attempts of scale-up searches.
     pub scale_up_attempts: AtomicU64,
     /// Client connections closed because the server stopped answering.
@@ -29,6 +31,9 @@ pub struct Stats {
     pub bytes_to_client: AtomicU64,
     /// Expiry of the client certificate in use, in seconds since the Unix epoch (0: none).
     certificate_expiry: AtomicU64,
+    /// The first 8 bytes of the partition of the latest READY bind (valid once
+    /// `ready_binds` > 0).
+    partition_prefix: AtomicU64,
 }
 
 /// A point-in-time copy of [`Stats`].
@@ -39,6 +44,7 @@ pub struct StatsSnapshot {
     pub connect_failures: u64,
     pub binds: u64,
     pub bind_refusals: u64,
+    pub ready_binds: u64,
     pub scale_up_attempts: u64,
     pub server_timeouts: u64,
     pub records_to_server: u64,
@@ -47,6 +53,8 @@ pub struct StatsSnapshot {
     pub bytes_to_client: u64,
     /// When the client certificate new connections present expires.
     pub certificate_expiry: Option<SystemTime>,
+    /// The first 8 bytes of the partition of the latest READY bind (as the logs print it).
+    pub partition_prefix: Option<[u8; 8]>,
 }
 
 impl Stats {
@@ -67,6 +75,16 @@ impl Stats {
         self.certificate_expiry.store(secs, Ordering::Relaxed);
     }
 
+    /// Counts a READY bind and remembers its partition (the first 8 bytes).
+    pub(crate) fn ready(&self, partition: &[u8]) {
+        let mut prefix = [0u8; 8];
+        let n = partition.len().min(8);
+        prefix[..n].copy_from_slice(&partition[..n]);
+        self.partition_prefix
+            .store(u64::from_be_bytes(prefix), Ordering::Relaxed);
+        self.ready_binds.fetch_add(1, Ordering::Release);
+    }
+
     pub(crate) fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -79,6 +97,7 @@ impl Stats {
             connect_failures: get(&self.connect_failures),
             binds: get(&self.binds),
             bind_refusals: get(&self.bind_refusals),
+            ready_binds: get(&self.ready_binds),
             scale_up_attempts: get(&self.scale_up_attempts),
             server_timeouts: get(&self.server_timeouts),
             records_to_server: get(&self.records_to_server),
@@ -89,6 +108,8 @@ impl Stats {
                 0 => None,
                 secs => Some(UNIX_EPOCH + Duration::from_secs(secs)),
             },
+            partition_prefix: (self.ready_binds.load(Ordering::Acquire) > 0)
+                .then(|| get(&self.partition_prefix).to_be_bytes()),
         }
     }
 }

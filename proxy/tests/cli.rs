@@ -61,7 +61,7 @@ fn global_options_alone_get_a_usage_error() {
     let (code, _, stderr) = efs_proxy(&["--log-level", "info"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(
-        stderr.contains("a subcommand (run, cert, check)"),
+        stderr.contains("a subcommand (run, cert, check"),
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");

@@ -4,6 +4,9 @@ pub mod cert;
 pub mod check;
 pub mod dropin;
 pub mod iam;
+pub mod mount;
+pub mod mount_admin;
+pub mod mount_daemon;
 pub mod run;
 pub mod target;
 

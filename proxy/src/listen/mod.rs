@@ -492,6 +492,9 @@ async fn connect_and_bind(shared: &Shared) -> Result<Established, ConnectError> 
     match result {
         Ok((response, pending)) => {
             Stats::bump(&shared.stats.binds);
+            if let Some(partition) = response.bind_response.ready_partition() {
+                shared.stats.ready(&partition.0);
+            }
             Ok(Established {
                 stream,
                 addr,

@@ -1,0 +1,444 @@
+//! The two detached processes of a mount (hidden subcommands, started by `efs-proxy mount`):
+//!
+//! - `mount-supervisor DIR --listen-fd N`: holds the proxy's listening socket (bound by
+//!   `mount`, inherited as descriptor N), starts `mount-proxy DIR --listen-fd N` with it and starts it again if it dies while the file system is mounted:
+//!   the port never closes, so the kernel client's reconnects wait in the socket's backlog
+//!   and its hard mount goes on. It watches the mount table and, once the mount has been gone
+//!   for the grace period, stops the proxy, removes the state directory and exits.
+//! - `mount-proxy DIR`: the proxy itself on that socket. Once started it checks its own way to
+//!   the mount target (an NFS NULL call through itself: TLS verified, READY bind) and writes
+//!   `status.json` (ready or failed, partition, certificate expiry), then refreshes the
+//!   counters there every 5 s. It watches the mount table too, so it exits after `umount`
+//!   even if its supervisor was killed.
+
+use std::os::fd::FromRawFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use efs_proxy::internal::mount::{mountinfo, state};
+use efs_proxy::{Auth, ProxyBuilder, ProxyHandle};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{info, warn};
+
+use super::iam::IamRunArgs;
+use super::target::TargetArgs;
+
+const TICK: Duration = Duration::from_secs(1);
+const STATUS_EVERY: Duration = Duration::from_secs(5);
+
+/// `mount.json`: what `mount` settled, read by the daemons, `mounts` and `umount`.
+pub struct MountInfo {
+    pub port: u16,
+    pub grace: Duration,
+    pub proxy_args: Vec<String>,
+}
+
+pub fn read_mount_info(dir: &Path) -> anyhow::Result<MountInfo> {
+    let text = std::fs::read_to_string(dir.join("mount.json"))
+        .with_context(|| format!("cannot read {}/mount.json", dir.display()))?;
+    let v: Value = serde_json::from_str(&text).context("mount.json is not JSON")?;
+    let port = v["port"].as_u64().and_then(|p| u16::try_from(p).ok());
+    let args = v["proxy_args"].as_array().map(|a| {
+        a.iter()
+            .filter_map(|s| s.as_str().map(str::to_string))
+            .collect()
+    });
+    let (Some(port), Some(proxy_args)) = (port, args) else {
+        bail!("{}/mount.json lacks port or proxy_args", dir.display());
+    };
+    Ok(MountInfo {
+        port,
+        grace: Duration::from_secs(v["grace_secs"].as_u64().unwrap_or(5)),
+        proxy_args,
+    })
+}
+
+/// The mount table the watch reads: `/proc/self/mountinfo`, or `EFS_PROXY_MOUNTINFO` (tests).
+pub fn mount_table() -> String {
+    let path = std::env::var_os("EFS_PROXY_MOUNTINFO")
+        .filter(|p| !p.is_empty())
+        .map_or_else(|| PathBuf::from("/proc/self/mountinfo"), PathBuf::from);
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// Whether the mount is there, was there, or never came.
+pub struct Watch {
+    port: u16,
+    grace: Duration,
+    seen: bool,
+    gone_since: Option<Instant>,
+    /// The `mount` command: while it runs, the mount may still come.
+    parent: Option<u32>,
+    /// `DIR/mounted`, written by `mount` once the NFS mount succeeded: seen, even if the
+    /// table has not been read since.
+    marker: PathBuf,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Keep,
+    /// Mounted, then gone for the grace period.
+    Unmounted,
+    /// Never mounted, and the `mount` command is gone.
+    Abandoned,
+}
+
+impl Watch {
+    pub fn new(dir: &Path, port: u16, grace: Duration, parent: Option<u32>) -> Watch {
+        Watch {
+            port,
+            grace,
+            seen: false,
+            gone_since: None,
+            parent,
+            marker: dir.join("mounted"),
+        }
+    }
+
+    pub fn step(&mut self) -> Verdict {
+        if !self.seen && self.marker.exists() {
+            self.seen = true;
+        }
+        if mountinfo::has_proxy_mount(&mount_table(), self.port) {
+            self.seen = true;
+            self.gone_since = None;
+            return Verdict::Keep;
+        }
+        if self.seen {
+            let since = *self.gone_since.get_or_insert_with(Instant::now);
+            return if since.elapsed() >= self.grace {
+                Verdict::Unmounted
+            } else {
+                Verdict::Keep
+            };
+        }
+        match self.parent {
+            Some(pid) if !process_alive(pid) => Verdict::Abandoned,
+            _ => Verdict::Keep,
+        }
+    }
+}
+
+fn process_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        let state = stat.rsplit_once(") ").and_then(|(_, r)| r.chars().next());
+        !matches!(state, None | Some('Z' | 'X'))
+    })
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Makes the listener's descriptor survive exec (std opens everything close-on-exec).
+///
+/// # Safety
+/// Called between fork and exec: only async-signal-safe calls (fcntl).
+pub unsafe fn keep_fd(fd: i32) -> std::io::Result<()> {
+    // SAFETY: fcntl on a descriptor number; no memory is touched.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } == -1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `efs-proxy mount-supervisor DIR --listen-fd N [--parent PID]`.
+pub fn supervisor_main(dir: &Path, fd: i32, parent: Option<u32>) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(supervise(dir, fd, parent))
+}
+
+async fn supervise(dir: &Path, fd: i32, parent: Option<u32>) -> anyhow::Result<()> {
+    let mount = read_mount_info(dir)?;
+    state::write_atomic(
+        dir,
+        "supervisor.pid",
+        format!("{}\n", std::process::id()).as_bytes(),
+    )?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut watch = Watch::new(dir, mount.port, mount.grace, parent);
+    let mut tick = tokio::time::interval(TICK);
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let mut child = spawn_proxy(dir, fd)?;
+        let started = Instant::now();
+        if let Some(pid) = child.id() {
+            state::write_atomic(dir, "proxy.pid", format!("{pid}\n").as_bytes())?;
+        }
+        let exit = loop {
+            tokio::select! {
+                status = child.wait() => break Some(status),
+                _ = term.recv() => break None,
+                _ = int.recv() => break None,
+                _ = tick.tick() => match watch.step() {
+                    Verdict::Keep => {}
+                    verdict => {
+                        info!("supervisor: {verdict:?}: stopping the proxy");
+                        break None;
+                    }
+                },
+            }
+        };
+        let Some(status) = exit else {
+            stop_child(&mut child).await;
+            remove_state(dir);
+            return Ok(());
+        };
+        let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
+        let verdict = watch.step();
+        if !watch.seen {
+            // Never mounted: `mount` reports the failure and removes the state (or, if it is
+            // gone, the watch's Abandoned does).
+            if verdict == Verdict::Abandoned {
+                remove_state(dir);
+            }
+            info!("supervisor: the proxy exited ({status}) before the mount; stopping");
+            return Ok(());
+        }
+        if verdict == Verdict::Unmounted {
+            remove_state(dir);
+            return Ok(());
+        }
+        backoff = if started.elapsed() > Duration::from_secs(60) {
+            Duration::from_secs(1)
+        } else {
+            backoff
+        };
+        warn!(
+            "supervisor: the proxy exited ({status}); restarting it in {backoff:?} on the same port"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = term.recv() => { remove_state(dir); return Ok(()); }
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+fn spawn_proxy(dir: &Path, fd: i32) -> anyhow::Result<tokio::process::Child> {
+    let mut cmd = tokio::process::Command::new(super::mount::self_exe());
+    cmd.arg0("efs-proxy")
+        .arg("mount-proxy")
+        .arg(dir)
+        .arg("--listen-fd")
+        .arg(fd.to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null());
+    // SAFETY: keep_fd only calls fcntl.
+    unsafe {
+        cmd.pre_exec(move || keep_fd(fd));
+    }
+    cmd.spawn().context("cannot start the proxy")
+}
+
+async fn stop_child(child: &mut tokio::process::Child) {
+    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+        // SAFETY: kill with a pid of our own child.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+    if tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
+    }
+}
+
+fn remove_state(dir: &Path) {
+    if let Err(e) = std::fs::remove_dir_all(dir)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        warn!("cannot remove {}: {e}", dir.display());
+    }
+}
+
+/// The target, TLS and IAM options of the mount, parsed as `efs-proxy run` parses them.
+#[derive(Parser)]
+#[command(name = "efs-proxy")]
+struct ProxyArgs {
+    #[command(flatten)]
+    server: TargetArgs,
+    #[command(flatten)]
+    iam: IamRunArgs,
+}
+
+/// `efs-proxy mount-proxy DIR --listen-fd N`.
+pub async fn proxy_main(dir: &Path, fd: i32) -> anyhow::Result<()> {
+    let mount = read_mount_info(dir)?;
+    let started = now_secs();
+    let supervisor = std::os::unix::process::parent_id();
+    let proxy = match start_proxy(&mount, fd).await {
+        Ok(p) => p,
+        Err(e) => {
+            let text = super::report(&e);
+            write_status(
+                dir,
+                json!({"state": "failed", "error": text, "pid": std::process::id()}),
+            );
+            return Err(e);
+        }
+    };
+    let probe = probe(&proxy).await;
+    write_status(
+        dir,
+        status_json(&proxy, started, probe.as_ref().err().map(String::as_str)),
+    );
+    if let Err(e) = &probe {
+        warn!("not ready: {e}");
+    }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut watch = Watch::new(dir, mount.port, mount.grace, None);
+    let mut tick = tokio::time::interval(TICK);
+    let mut last = Instant::now();
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = tick.tick() => {
+                if watch.step() == Verdict::Unmounted {
+                    info!("the mount is gone: exiting");
+                    if std::os::unix::process::parent_id() != supervisor {
+                        remove_state(dir);
+                    }
+                    break;
+                }
+                if last.elapsed() >= STATUS_EVERY {
+                    last = Instant::now();
+                    write_status(dir, status_json(&proxy, started, None));
+                }
+            }
+        }
+    }
+    proxy.shutdown().await;
+    Ok(())
+}
+
+async fn start_proxy(mount: &MountInfo, fd: i32) -> anyhow::Result<ProxyHandle> {
+    let args = ProxyArgs::try_parse_from(
+        std::iter::once("efs-proxy".to_string()).chain(mount.proxy_args.iter().cloned()),
+    )
+    .map_err(|e| anyhow::anyhow!("bad proxy_args in mount.json: {e}"))?;
+    if fd < 3 {
+        bail!("--listen-fd {fd}: not a socket handed down by the supervisor");
+    }
+    // SAFETY: the descriptor was handed to this process as the listener by the supervisor;
+    // nothing else in this process owns it.
+    let std_listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+    let addr = std_listener
+        .local_addr()
+        .with_context(|| format!("descriptor {fd} is not the proxy's listening socket"))?;
+    if !addr.ip().is_loopback() || addr.port() != mount.port {
+        bail!(
+            "descriptor {fd} listens on {addr}, not on 127.0.0.1:{}",
+            mount.port
+        );
+    }
+    std_listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(std_listener)?;
+    let trust = args.server.trust();
+    let plan = super::iam::plan(
+        &args.iam,
+        args.server.target,
+        args.server.server_name,
+        args.server.cert.as_deref(),
+        args.server.key.as_deref(),
+    )
+    .await?;
+    let auth = match (plan.iam, args.server.cert, args.server.key) {
+        (Some(iam), _, _) => Auth::Iam(iam),
+        (None, Some(cert), Some(key)) => Auth::CertificateFiles { cert, key },
+        _ => Auth::None,
+    };
+    let proxy = ProxyBuilder::new(plan.target)
+        .server_name(plan.server_name)
+        .listener(listener)
+        .trust(trust)
+        .auth(auth)
+        .connect_timeout(Duration::from_secs(args.server.connect_timeout))
+        .bind_timeout(Duration::from_secs(args.server.bind_timeout))
+        .start()
+        .await?;
+    info!("serving the mount on {}", proxy.local_addr());
+    Ok(proxy)
+}
+
+/// An NFS NULL call through the proxy itself: it answers only once the proxy connected,
+/// verified the server and bound; the bind must have been READY.
+async fn probe(proxy: &ProxyHandle) -> Result<(), String> {
+    let call = efs_rpc::RpcMessage::call(rand::random(), efs_rpc::CallHeader::new(100_003, 4, 0))
+        .encode()
+        .map_err(|e| e.to_string())?;
+    let record = efs_rpc::Record::from_message(&call).map_err(|e| e.to_string())?;
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(proxy.local_addr()).await?;
+        stream.write_all(record.wire()).await?;
+        let mut header = [0u8; 4];
+        stream.read_exact(&mut header).await?;
+        // Read the whole fragment, so closing does not reset the connection (a logged warning).
+        let len = u32::from_be_bytes(header) & 0x7fff_ffff;
+        let mut body = vec![0u8; len.min(1 << 20) as usize];
+        stream.read_exact(&mut body).await
+    };
+    let limit = Duration::from_secs(40);
+    match tokio::time::timeout(limit, exchange).await {
+        Err(_) => return Err(format!("no answer through the proxy within {limit:?}")),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            return Err(
+                "the proxy closed the connection: it could not reach, verify or bind \
+                        to the mount target (the log says which layer failed)"
+                    .into(),
+            );
+        }
+        Ok(Err(e)) => return Err(format!("through the proxy: {e}")),
+        Ok(Ok(_)) => {}
+    }
+    let stats = proxy.stats();
+    if stats.ready_binds == 0 {
+        return Err(format!(
+            "the mount target answered but never bound READY ({} binds, {} refused)",
+            stats.binds, stats.bind_refusals
+        ));
+    }
+    Ok(())
+}
+
+fn status_json(proxy: &ProxyHandle, started: u64, error: Option<&str>) -> Value {
+    let s = proxy.stats();
+    let expiry = s
+        .certificate_expiry
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_secs());
+    let ready = s.ready_binds > 0;
+    json!({
+        "state": if ready { "ready" } else if error.is_some() { "failed" } else { "starting" },
+        "error": error,
+        "pid": std::process::id(),
+        "started": started,
+        "updated": now_secs(),
+        "partition": s.partition_prefix.map(hex::encode),
+        "certificate_expiry": expiry,
+        "connections_active": s.connections_active,
+        "connections_accepted": s.connections_accepted,
+        "binds": s.binds,
+        "bytes_to_server": s.bytes_to_server,
+        "bytes_to_client": s.bytes_to_client,
+        "server_timeouts": s.server_timeouts,
+    })
+}
+
+fn write_status(dir: &Path, status: Value) {
+    let text = format!("{status}\n");
+    if let Err(e) = state::write_atomic(dir, "status.json", text.as_bytes()) {
+        warn!("cannot write {}/status.json: {e}", dir.display());
+    }
+}
