@@ -75,8 +75,6 @@ enum Command {
 struct DaemonArgs {
     dir: std::path::PathBuf,
     #[arg(long)]
-    listen_fd: i32,
-    #[arg(long)]
     parent: Option<u32>,
 }
 
@@ -107,11 +105,7 @@ fn main() -> ExitCode {
         Command::Mounts(args) => return cli::mount_admin::mounts_main(&args),
         Command::InstallMountHelper(args) => return cli::mount_admin::install_main(&args),
         Command::MountSupervisor(d) => {
-            return exit_with(cli::mount_daemon::supervisor_main(
-                &d.dir,
-                d.listen_fd,
-                d.parent,
-            ));
+            return exit_with(cli::mount_daemon::supervisor_main(&d.dir, d.parent));
         }
         other => other,
     };
@@ -126,9 +120,7 @@ fn main() -> ExitCode {
         Command::Run(args) => runtime.block_on(cli::run::run(args)),
         Command::Cert(args) => runtime.block_on(cli::cert::run(args)),
         Command::Check(args) => return runtime.block_on(cli::check::run(args)),
-        Command::MountProxy(d) => {
-            runtime.block_on(cli::mount_daemon::proxy_main(&d.dir, d.listen_fd))
-        }
+        Command::MountProxy(d) => runtime.block_on(cli::mount_daemon::proxy_main(&d.dir)),
         _ => unreachable!("handled before the runtime"),
     };
     exit_with(result)

@@ -232,7 +232,11 @@ fn mount_starts_a_supervised_proxy_and_umount_leaves_nothing() {
 
     // A killed proxy is restarted on the same port.
     let old: i32 = read(&dir.join("proxy.pid")).trim().parse().unwrap();
-    unsafe { libc::kill(old, libc::SIGKILL) };
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &old.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success(), "kill -KILL {old}");
     let deadline = Instant::now() + Duration::from_secs(15);
     let restarted = loop {
         let new: i32 = read(&dir.join("proxy.pid")).trim().parse().unwrap_or(old);

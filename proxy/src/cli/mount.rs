@@ -10,7 +10,9 @@
 //! proxy stopped, the state removed, exit status 32 (mount(8)'s "mount failure").
 
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, OwnedFd};
+
+use rustix::process::Signal;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -361,9 +363,9 @@ fn mount_json(plan: &MountPlan, mountpoint: &Path, port: u16, dir: &Path) -> Val
     })
 }
 
-/// Re-executes this binary as the supervisor, in a new session (no controlling terminal:
-/// the terminal's hangup or Ctrl-C never reaches it), stdin and stdout on /dev/null, stderr
-/// to the log. A re-exec, not a fork: this process may hold threads, and a forked copy of a
+/// Re-executes this binary as the supervisor, which starts a new session (no controlling
+/// terminal: the terminal's hangup or Ctrl-C never reaches it), with the listening socket as
+/// stdin, stdout on /dev/null, stderr to the log. A re-exec, not a fork: this process may hold threads, and a forked copy of a
 /// threaded process may only call async-signal-safe functions until it execs.
 fn spawn_supervisor(dir: &Path, listener: &std::net::TcpListener) -> std::io::Result<Child> {
     let log = std::fs::OpenOptions::new()
@@ -371,27 +373,18 @@ fn spawn_supervisor(dir: &Path, listener: &std::net::TcpListener) -> std::io::Re
         .append(true)
         .mode_0600()
         .open(dir.join("proxy.log"))?;
-    let fd = listener.as_fd().as_raw_fd();
+    // The listening socket goes down as stdin, as inetd hands one to a `wait` service:
+    // passed without any descriptor-number bookkeeping or code between fork and exec.
+    let socket = OwnedFd::from(listener.try_clone()?);
     let mut cmd = Command::new(self_exe());
     cmd.arg0("efs-proxy")
         .arg("mount-supervisor")
         .arg(dir)
-        .arg("--listen-fd")
-        .arg(fd.to_string())
         .arg("--parent")
         .arg(std::process::id().to_string())
-        .stdin(Stdio::null())
+        .stdin(Stdio::from(socket))
         .stdout(Stdio::null())
         .stderr(log);
-    // SAFETY: setsid and fcntl are async-signal-safe.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setsid() == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            super::mount_daemon::keep_fd(fd)
-        });
-    }
     cmd.spawn()
 }
 
@@ -450,8 +443,7 @@ fn log_tail(dir: &Path) -> String {
 /// Stops the supervisor (which stops the proxy) and removes the state.
 fn abort(started: &mut Started) {
     if let Ok(pid) = i32::try_from(started.child.id()) {
-        // SAFETY: our own child.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
+        super::mount_daemon::send_signal(pid, Signal::TERM);
     }
     let deadline = Instant::now() + Duration::from_secs(15);
     while Instant::now() < deadline {
@@ -468,8 +460,7 @@ fn abort(started: &mut Started) {
         && state::process_runs(pid, &started.dir.to_string_lossy())
         && let Ok(pid) = i32::try_from(pid)
     {
-        // SAFETY: a pid checked to be this mount's proxy.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
+        super::mount_daemon::send_signal(pid, Signal::KILL);
     }
     let _ = std::fs::remove_dir_all(&started.dir);
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
 use efs_proxy::internal::mount::{mountinfo, state};
+use rustix::process::Signal;
 use serde_json::{Value, json};
 
 use super::mount::{read_json, umount_program};
@@ -132,7 +133,7 @@ pub fn stop(dir: &Path) {
         .filter_map(|name| live_pid(dir, name))
         .collect();
     let marker = dir.to_string_lossy().into_owned();
-    for (signal, wait) in [(libc::SIGTERM, 10), (libc::SIGKILL, 2)] {
+    for (signal, wait) in [(Signal::TERM, 10), (Signal::KILL, 2)] {
         let live: Vec<u32> = pids
             .iter()
             .copied()
@@ -140,8 +141,7 @@ pub fn stop(dir: &Path) {
             .collect();
         for pid in &live {
             if let Ok(pid) = i32::try_from(*pid) {
-                // SAFETY: a pid checked to run this mount's supervisor or proxy.
-                unsafe { libc::kill(pid, signal) };
+                super::mount_daemon::send_signal(pid, signal);
             }
         }
         let deadline = Instant::now() + Duration::from_secs(wait);

@@ -1,7 +1,8 @@
 //! The two detached processes of a mount (hidden subcommands, started by `efs-proxy mount`):
 //!
-//! - `mount-supervisor DIR --listen-fd N`: holds the proxy's listening socket (bound by
-//!   `mount`, inherited as descriptor N), starts `mount-proxy DIR --listen-fd N` with it and starts it again if it dies while the file system is mounted:
+//! - `mount-supervisor DIR`: holds the proxy's listening socket (bound by `mount`, inherited
+//!   as stdin, as inetd hands a socket to a `wait` service), starts `mount-proxy DIR` with it
+//!   (as its stdin too) and starts it again if it dies while the file system is mounted:
 //!   the port never closes, so the kernel client's reconnects wait in the socket's backlog
 //!   and its hard mount goes on. It watches the mount table and, once the mount has been gone
 //!   for the grace period, stops the proxy, removes the state directory and exits.
@@ -11,7 +12,7 @@
 //!   counters there every 5 s. It watches the mount table too, so it exits after `umount`
 //!   even if its supervisor was killed.
 
-use std::os::fd::FromRawFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -19,6 +20,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use efs_proxy::internal::mount::{mountinfo, state};
 use efs_proxy::{Auth, ProxyBuilder, ProxyHandle};
+use rustix::process::{Pid, Signal};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::signal::unix::{SignalKind, signal};
@@ -136,27 +138,32 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Makes the listener's descriptor survive exec (std opens everything close-on-exec).
-///
-/// # Safety
-/// Called between fork and exec: only async-signal-safe calls (fcntl).
-pub unsafe fn keep_fd(fd: i32) -> std::io::Result<()> {
-    // SAFETY: fcntl on a descriptor number; no memory is touched.
-    if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } == -1 {
-        return Err(std::io::Error::last_os_error());
+/// Sends `signal` to `pid` (a process of this mount, checked by the caller); a process that
+/// is already gone is not an error.
+pub fn send_signal(pid: i32, signal: Signal) {
+    if let Some(pid) = Pid::from_raw(pid) {
+        let _ = rustix::process::kill_process(pid, signal);
     }
-    Ok(())
 }
 
-/// `efs-proxy mount-supervisor DIR --listen-fd N [--parent PID]`.
-pub fn supervisor_main(dir: &Path, fd: i32, parent: Option<u32>) -> anyhow::Result<()> {
+/// The listening socket this process was handed as stdin.
+fn inherited_socket() -> std::io::Result<OwnedFd> {
+    std::io::stdin().as_fd().try_clone_to_owned()
+}
+
+/// `efs-proxy mount-supervisor DIR [--parent PID]`, the listening socket as stdin.
+pub fn supervisor_main(dir: &Path, parent: Option<u32>) -> anyhow::Result<()> {
+    // A session of its own: no controlling terminal. Fails only for a process group leader,
+    // which a freshly spawned child is not.
+    rustix::process::setsid().context("cannot start a new session (setsid)")?;
+    let socket = inherited_socket().context("no listening socket on stdin")?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(supervise(dir, fd, parent))
+    rt.block_on(supervise(dir, socket, parent))
 }
 
-async fn supervise(dir: &Path, fd: i32, parent: Option<u32>) -> anyhow::Result<()> {
+async fn supervise(dir: &Path, socket: OwnedFd, parent: Option<u32>) -> anyhow::Result<()> {
     let mount = read_mount_info(dir)?;
     state::write_atomic(
         dir,
@@ -169,7 +176,7 @@ async fn supervise(dir: &Path, fd: i32, parent: Option<u32>) -> anyhow::Result<(
     let mut tick = tokio::time::interval(TICK);
     let mut backoff = Duration::from_secs(1);
     loop {
-        let mut child = spawn_proxy(dir, fd)?;
+        let mut child = spawn_proxy(dir, &socket)?;
         let started = Instant::now();
         if let Some(pid) = child.id() {
             state::write_atomic(dir, "proxy.pid", format!("{pid}\n").as_bytes())?;
@@ -224,26 +231,22 @@ async fn supervise(dir: &Path, fd: i32, parent: Option<u32>) -> anyhow::Result<(
     }
 }
 
-fn spawn_proxy(dir: &Path, fd: i32) -> anyhow::Result<tokio::process::Child> {
+fn spawn_proxy(dir: &Path, socket: &OwnedFd) -> anyhow::Result<tokio::process::Child> {
+    let socket = socket
+        .try_clone()
+        .context("cannot duplicate the listening socket")?;
     let mut cmd = tokio::process::Command::new(super::mount::self_exe());
     cmd.arg0("efs-proxy")
         .arg("mount-proxy")
         .arg(dir)
-        .arg("--listen-fd")
-        .arg(fd.to_string())
-        .stdin(std::process::Stdio::null())
+        .stdin(std::process::Stdio::from(socket))
         .stdout(std::process::Stdio::null());
-    // SAFETY: keep_fd only calls fcntl.
-    unsafe {
-        cmd.pre_exec(move || keep_fd(fd));
-    }
     cmd.spawn().context("cannot start the proxy")
 }
 
 async fn stop_child(child: &mut tokio::process::Child) {
     if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
-        // SAFETY: kill with a pid of our own child.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
+        send_signal(pid, Signal::TERM);
     }
     if tokio::time::timeout(Duration::from_secs(10), child.wait())
         .await
@@ -271,12 +274,12 @@ struct ProxyArgs {
     iam: IamRunArgs,
 }
 
-/// `efs-proxy mount-proxy DIR --listen-fd N`.
-pub async fn proxy_main(dir: &Path, fd: i32) -> anyhow::Result<()> {
+/// `efs-proxy mount-proxy DIR`, the listening socket as stdin.
+pub async fn proxy_main(dir: &Path) -> anyhow::Result<()> {
     let mount = read_mount_info(dir)?;
     let started = now_secs();
     let supervisor = std::os::unix::process::parent_id();
-    let proxy = match start_proxy(&mount, fd).await {
+    let proxy = match start_proxy(&mount).await {
         Ok(p) => p,
         Err(e) => {
             let text = super::report(&e);
@@ -323,23 +326,19 @@ pub async fn proxy_main(dir: &Path, fd: i32) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn start_proxy(mount: &MountInfo, fd: i32) -> anyhow::Result<ProxyHandle> {
+async fn start_proxy(mount: &MountInfo) -> anyhow::Result<ProxyHandle> {
     let args = ProxyArgs::try_parse_from(
         std::iter::once("efs-proxy".to_string()).chain(mount.proxy_args.iter().cloned()),
     )
     .map_err(|e| anyhow::anyhow!("bad proxy_args in mount.json: {e}"))?;
-    if fd < 3 {
-        bail!("--listen-fd {fd}: not a socket handed down by the supervisor");
-    }
-    // SAFETY: the descriptor was handed to this process as the listener by the supervisor;
-    // nothing else in this process owns it.
-    let std_listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+    let socket = inherited_socket().context("no listening socket on stdin")?;
+    let std_listener = std::net::TcpListener::from(socket);
     let addr = std_listener
         .local_addr()
-        .with_context(|| format!("descriptor {fd} is not the proxy's listening socket"))?;
+        .context("stdin is not the proxy's listening socket (started by mount-supervisor?)")?;
     if !addr.ip().is_loopback() || addr.port() != mount.port {
         bail!(
-            "descriptor {fd} listens on {addr}, not on 127.0.0.1:{}",
+            "the socket on stdin listens on {addr}, not on 127.0.0.1:{}",
             mount.port
         );
     }

@@ -33,8 +33,7 @@ pub fn check_private_dir(path: &Path) -> io::Result<()> {
     if meta.file_type().is_symlink() || !meta.is_dir() {
         return Err(refuse(path, "not a directory (or a symbolic link)"));
     }
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
+    let euid = rustix::process::geteuid().as_raw();
     if meta.uid() != euid {
         return Err(refuse(
             path,
