@@ -15,7 +15,7 @@ use efs_proxy::Trust;
 use efs_proxy::iam::{
     CredentialSource, CredentialsError, Issued, Issuer, Service, SigningTime, names,
 };
-use efs_proxy::internal::check::{self, Expected, Plan, Report, Step, human};
+use efs_proxy::internal::check::{self, Expected, Plan, Report, Step, StepName, human};
 use efs_proxy::internal::upstream::ClientIdentity;
 use serde_json::json;
 
@@ -74,7 +74,7 @@ pub async fn run(args: CheckArgs) -> ExitCode {
                 bind_timeout: Duration::from_secs(args.server.bind_timeout),
                 nfs_null: args.nfs_null,
             };
-            check::run_network(&plan, &mut report).await;
+            check::run(&plan, &mut report).await;
         }
     }
     report.skip_rest();
@@ -105,11 +105,11 @@ async fn config_step(args: &CheckArgs, report: &mut Report) -> Option<Settled> {
                 "target": settled.target,
                 "server_name": settled.server_name,
             });
-            report.push(Step::pass("config", start.elapsed(), detail).with_data(data));
+            report.push(Step::pass(StepName::Config, start.elapsed(), detail).with_data(data));
             Some(settled)
         }
         Err((detail, fix)) => {
-            report.push(Step::fail("config", start.elapsed(), detail, fix));
+            report.push(Step::fail(StepName::Config, start.elapsed(), detail, fix));
             None
         }
     }
@@ -290,14 +290,14 @@ async fn credentials_step(
     match &settled.certificate {
         CertificatePlan::None => {
             report.push(Step::skip(
-                "credentials",
+                StepName::Credentials,
                 "not used: no --fs-id, so no certificate is signed",
             ));
             Some((None, None))
         }
         CertificatePlan::Given(identity) => {
             report.push(Step::skip(
-                "credentials",
+                StepName::Credentials,
                 "not used: --cert is presented as is",
             ));
             Some((Some(identity.clone()), given_expected()))
@@ -311,7 +311,7 @@ async fn credentials_step(
         } => match issuer.issue_with(None, SigningTime::now()) {
             Ok(issued) => {
                 report.push(Step::skip(
-                    "credentials",
+                    StepName::Credentials,
                     "not used: --no-iam makes a certificate without IAM signature",
                 ));
                 Some((
@@ -321,7 +321,7 @@ async fn credentials_step(
             }
             Err(e) => {
                 report.push(Step::fail(
-                    "credentials",
+                    StepName::Credentials,
                     start.elapsed(),
                     format!("cannot make the client certificate without IAM: {e}"),
                     "check --key and the certificate options",
@@ -343,7 +343,12 @@ async fn credentials_step(
                 Ok(c) => c,
                 Err(e) => {
                     let (detail, fix) = credentials_failure(&e);
-                    report.push(Step::fail("credentials", start.elapsed(), detail, fix));
+                    report.push(Step::fail(
+                        StepName::Credentials,
+                        start.elapsed(),
+                        detail,
+                        fix,
+                    ));
                     return None;
                 }
             };
@@ -351,7 +356,7 @@ async fn credentials_step(
                 Ok(i) => i,
                 Err(e) => {
                     report.push(Step::fail(
-                        "credentials",
+                        StepName::Credentials,
                         start.elapsed(),
                         format!("cannot sign the certificate: {e}"),
                         "check the credentials' source configuration",
@@ -360,11 +365,7 @@ async fn credentials_step(
                 }
             };
             report.push(describe_credentials(&issued, profile, start.elapsed()));
-            if report
-                .steps
-                .last()
-                .is_some_and(|s| s.status != check::Status::Pass)
-            {
+            if !report.last_passed() {
                 return None;
             }
             Some((
@@ -424,13 +425,13 @@ fn describe_credentials(issued: &Issued, profile: Option<&str>, elapsed: Duratio
     });
     let step = if expired {
         Step::fail(
-            "credentials",
+            StepName::Credentials,
             elapsed,
             detail,
             "refresh the credentials (aws sso login, a new session, or the role's provider)",
         )
     } else {
-        Step::pass("credentials", elapsed, detail)
+        Step::pass(StepName::Credentials, elapsed, detail)
     };
     step.with_data(data)
 }

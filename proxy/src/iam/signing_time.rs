@@ -32,6 +32,14 @@ impl SigningTime {
         Self::from_offset(OffsetDateTime::from_unix_timestamp(clamped).unwrap_or(max))
     }
 
+    /// Seconds since the Unix epoch, as X.509 validity times are read; `None` before 1970.
+    pub fn from_unix(seconds: i64) -> Option<Self> {
+        let since = std::time::Duration::from_secs(u64::try_from(seconds).ok()?);
+        Some(Self::from_system_time(
+            SystemTime::UNIX_EPOCH.checked_add(since)?,
+        ))
+    }
+
     fn from_offset(t: OffsetDateTime) -> Self {
         let utc = t.to_offset(time::UtcOffset::UTC);
         // Dropping nanoseconds cannot fail: 0 is always in range.

@@ -1,0 +1,213 @@
+//! Watching the peer: the first bytes it sent during the TLS handshake ([`Recording`]), and a
+//! plaintext NFS NULL call for a peer that stayed silent or hung up ([`plaintext_probe`]).
+//! Together they tell a plain NFS server, a TLS endpoint and anything else apart.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use efs_rpc::{CallHeader, MessageBody, Record, RpcMessage};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+use super::{NFS_PROGRAM, NFS_VERSION};
+
+/// Bytes of the peer's first answer kept for the diagnosis.
+const FIRST_BYTES: usize = 256;
+
+/// The first bytes the peer sent, kept for the diagnosis of a failed handshake.
+#[derive(Debug, Default)]
+pub(super) struct Received {
+    first: Vec<u8>,
+}
+
+/// A stream that remembers the start of what it read.
+pub(super) struct Recording<S> {
+    inner: S,
+    received: Arc<Mutex<Received>>,
+}
+
+impl<S> Recording<S> {
+    pub(super) fn new(inner: S) -> (Recording<S>, Arc<Mutex<Received>>) {
+        let received = Arc::new(Mutex::new(Received::default()));
+        let stream = Recording {
+            inner,
+            received: received.clone(),
+        };
+        (stream, received)
+    }
+}
+
+/// The first bytes recorded so far.
+pub(super) fn first_bytes(received: &Mutex<Received>) -> Vec<u8> {
+    received
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .first
+        .clone()
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Recording<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = &result {
+            let new = &buf.filled()[before..];
+            let mut received = this.received.lock().unwrap_or_else(|e| e.into_inner());
+            let room = FIRST_BYTES.saturating_sub(received.first.len());
+            received
+                .first
+                .extend_from_slice(&new[..new.len().min(room)]);
+        }
+        result
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Recording<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// True when `bytes` start like a TLS record (handshake, alert, ...).
+pub(super) fn looks_like_tls(bytes: &[u8]) -> bool {
+    matches!(bytes, [0x14..=0x18, 0x03, ..])
+}
+
+/// True when `bytes` start with an RPC reply record.
+pub(super) fn looks_like_rpc_reply(bytes: &[u8]) -> bool {
+    bytes.len() >= 16
+        && bytes[8..12] == [0, 0, 0, 1]
+        && matches!(bytes[12..16], [0, 0, 0, 0] | [0, 0, 0, 1])
+}
+
+/// Printable start of a peer's answer.
+pub(super) fn snippet(bytes: &[u8]) -> String {
+    let shown = &bytes[..bytes.len().min(48)];
+    let mut text = String::from("\"");
+    text.push_str(&shown.escape_ascii().to_string());
+    if bytes.len() > shown.len() {
+        text.push('…');
+    }
+    text.push('"');
+    text
+}
+
+/// What a plaintext NFS NULL call got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// An RPC reply with SUCCESS.
+    Answered,
+    /// An RPC reply refusing the call (AUTH_ERROR is "access denied").
+    Refused(String),
+    /// Bytes that are not an RPC reply.
+    Bytes(Vec<u8>),
+    /// Connection closed without an answer.
+    Closed,
+    /// No answer in time.
+    Silent,
+    /// The probe's own connection failed.
+    NoConnection(String),
+}
+
+/// Sends an NFS v4 NULL call in plaintext on a new connection: does the peer speak NFS?
+pub async fn plaintext_probe(addr: SocketAddr, limit: Duration) -> Probe {
+    let work = async {
+        let mut stream = match TcpStream::connect(addr).await {
+            Ok(s) => s,
+            Err(e) => return Probe::NoConnection(e.to_string()),
+        };
+        let xid: u32 = rand::random();
+        let call = RpcMessage::call(xid, CallHeader::new(NFS_PROGRAM, NFS_VERSION, 0));
+        let Ok(record) = call
+            .encode()
+            .map_err(|_| ())
+            .and_then(|m| Record::from_message(&m).map_err(|_| ()))
+        else {
+            return Probe::NoConnection("cannot encode the NULL call".into());
+        };
+        if let Err(e) = stream.write_all(record.wire()).await {
+            return Probe::NoConnection(e.to_string());
+        }
+        let mut buf = Vec::new();
+        loop {
+            let mut chunk = [0u8; 1024];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) if buf.is_empty() => return Probe::Closed,
+                Ok(0) | Err(_) => return Probe::Bytes(buf),
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            if let Some(probe) = answer(&buf) {
+                return probe;
+            }
+        }
+    };
+    timeout(limit, work).await.unwrap_or(Probe::Silent)
+}
+
+/// What the bytes received so far say, or `None` to read on.
+fn answer(buf: &[u8]) -> Option<Probe> {
+    if buf.len() < 4 {
+        return None;
+    }
+    let len = (u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) & 0x7fff_ffff) as usize;
+    if !looks_like_rpc_reply(buf) && buf.len() >= 16 {
+        return Some(Probe::Bytes(buf.to_vec()));
+    }
+    if buf.len() < 4 + len && buf.len() < 4096 {
+        return None;
+    }
+    let message = &buf[4..buf.len().min(4 + len)];
+    Some(match RpcMessage::decode(message) {
+        Ok((header, _)) if matches!(header.body, MessageBody::Reply(_)) => {
+            match efs_rpc::parse_accepted_reply(message) {
+                Ok(_) => Probe::Answered,
+                Err(e) => Probe::Refused(e.to_string()),
+            }
+        }
+        _ => Probe::Bytes(buf.to_vec()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_are_told_apart_by_their_first_bytes() {
+        assert!(looks_like_tls(&[0x16, 0x03, 0x03, 0x00, 0x10]));
+        assert!(looks_like_tls(&[0x15, 0x03, 0x03, 0x00, 0x02]));
+        assert!(!looks_like_tls(b"HTTP/1.1 400 Bad Request"));
+        let reply = RpcMessage::reply(
+            7,
+            efs_rpc::ReplyHeader::accepted(efs_rpc::AcceptStat::Success),
+        )
+        .encode()
+        .unwrap();
+        let record = Record::from_message(&reply).unwrap();
+        assert!(looks_like_rpc_reply(record.wire()));
+        assert!(!looks_like_rpc_reply(b"SSH-2.0-OpenSSH_9.2p1 Debian"));
+        assert_eq!(snippet(b"ab\r\n\x00"), "\"ab\\r\\n\\x00\"");
+    }
+}
