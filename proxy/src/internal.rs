@@ -35,7 +35,7 @@ pub mod listen {
 pub mod upstream {
     pub use crate::upstream::dial::host_of;
     pub use crate::upstream::tls::{
-        ClientIdentity, FIPS, HandshakeSignatures, TlsConfigHandle, client_config,
+        ClientIdentity, FIPS, HandshakeSignatures, TlsConfigHandle, TrustAnchors, client_config,
         load_certificates, server_name,
     };
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use super::probe::{Probe, snippet};
 use super::{Problem, Step, StepName};
-use crate::iam::{Service, names};
+use crate::iam::names::MountTargetName;
 
 /// The fix for every TLS-without-IAM failure: have the proxy sign the certificate.
 pub(super) const IAM_FIX: &str = "turn IAM on: drop --cert/--no-iam and pass --fs-id ID --region \
@@ -30,52 +30,6 @@ const PLAIN_NFS_FIX: &str = "EFS and S3 Files serve NFS only inside TLS with an 
 const NO_TLS_FIX: &str = "--target must reach the mount target's TLS port: the NLB's TCP \
     listener on 2049 (a TCP pass-through, not a TLS or HTTP listener) or the mount target itself \
     at port 2049; check the host and port";
-
-/// A mount target name taken apart: `[az.]fs-….(efs|s3files).REGION.SUFFIX`, or a wildcard
-/// such as `*.efs.us-east-1.amazonaws.com` (no file system id).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountTargetName {
-    pub fs_id: Option<String>,
-    pub service: Service,
-    pub region: String,
-}
-
-impl fmt::Display for MountTargetName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.fs_id {
-            Some(fs) => write!(f, "{fs} ({}, {})", self.service.dns_label(), self.region),
-            None => write!(f, "{} in {}", self.service.dns_label(), self.region),
-        }
-    }
-}
-
-/// Parses a mount target's DNS name or server name; `None` for other names.
-pub fn parse_mount_target_name(name: &str) -> Option<MountTargetName> {
-    let labels: Vec<&str> = name.trim_end_matches('.').split('.').collect();
-    // The service label needs a region after it and a suffix after that.
-    for i in 0..labels.len().saturating_sub(2) {
-        let service = match labels[i] {
-            "efs" => Service::Efs,
-            "s3files" => Service::S3Files,
-            _ => continue,
-        };
-        let region = labels[i + 1];
-        if names::check_region(region).is_err() {
-            continue;
-        }
-        let fs_id = i
-            .checked_sub(1)
-            .map(|j| labels[j])
-            .filter(|l| names::check_fs_id(l).is_ok())
-            .map(str::to_string);
-        return Some(MountTargetName {
-            fs_id,
-            service,
-            region: region.to_string(),
-        });
-    }
-    None
-}
 
 /// Which of region and file system id differ between the mount target served and the one
 /// expected.
@@ -520,20 +474,6 @@ impl MissingIam {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mount_target_names_are_taken_apart() {
-        let n = parse_mount_target_name("use1-az1.fs-0123456789abcdef0.s3files.us-east-1.on.aws")
-            .unwrap();
-        assert_eq!(n.fs_id.as_deref(), Some("fs-0123456789abcdef0"));
-        assert_eq!(n.service, Service::S3Files);
-        assert_eq!(n.region, "us-east-1");
-        let n = parse_mount_target_name("*.efs.eu-west-3.amazonaws.com").unwrap();
-        assert_eq!((n.fs_id, n.region.as_str()), (None, "eu-west-3"));
-        assert!(parse_mount_target_name("nlb-123.elb.us-east-1.amazonaws.com").is_none());
-        assert!(parse_mount_target_name("localhost").is_none());
-        assert!(parse_mount_target_name("efs.us-east-1").is_none());
-    }
 
     #[test]
     fn the_fix_names_what_differs() {

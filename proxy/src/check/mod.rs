@@ -27,19 +27,16 @@ mod report;
 mod tcp;
 mod tls;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::RootCertStore;
-
 use crate::iam::Service;
-use crate::upstream::tls::ClientIdentity;
+use crate::iam::certificate::Decoded;
+use crate::iam::names::{MountTargetName, parse_mount_target_name};
+use crate::upstream::tls::{ClientIdentity, TrustAnchors};
 
-pub use client_cert::{ClientCertInfo, SigV4Info, decode_client_certificate};
-pub use diagnose::{MountTargetName, parse_mount_target_name};
 pub use probe::{Probe, plaintext_probe};
 pub use report::{Problem, Report, Status, Step, StepName, format_elapsed, human};
-pub use tls::{ServerCertInfo, decode_server_certificate, load_roots};
+pub use tls::{ServerCertInfo, decode_server_certificate, describe_trust};
 
 /// The NFS program and version of the NULL call.
 pub const NFS_PROGRAM: u32 = 100_003;
@@ -61,8 +58,8 @@ pub struct Expected {
 pub struct Plan {
     pub target: String,
     pub server_name: String,
-    /// `None`: `--no-verify`.
-    pub roots: Option<Arc<RootCertStore>>,
+    /// What the server certificate is verified against (nothing with `--no-verify`).
+    pub anchors: TrustAnchors,
     pub identity: Option<ClientIdentity>,
     pub expected: Option<Expected>,
     pub connect_timeout: Duration,
@@ -95,7 +92,7 @@ struct Seen {
     server: Option<ServerCertInfo>,
     /// The mount target its certificate names, when it names one.
     served: Option<MountTargetName>,
-    client: Option<ClientCertInfo>,
+    client: Option<Decoded>,
 }
 
 impl Seen {
@@ -145,13 +142,14 @@ pub async fn run(plan: &Plan, report: &mut Report) {
 #[cfg(test)]
 mod test_support {
     use super::*;
+    use crate::iam::certificate::DecodedSigV4;
 
     /// A plan without a client certificate; `expected`: file system, region, signed here.
     pub(super) fn plan(expected: Option<(&str, &str, bool)>) -> Plan {
         Plan {
             target: "192.0.2.1:2049".into(),
             server_name: "fs-0123456789abcdef0.s3files.us-east-1.on.aws".into(),
-            roots: None,
+            anchors: TrustAnchors::load(&crate::Trust::NoVerify).unwrap(),
             identity: None,
             expected: expected.map(|(fs_id, region, signed)| Expected {
                 fs_id: fs_id.into(),
@@ -175,14 +173,14 @@ mod test_support {
         Seen {
             served: served.and_then(parse_mount_target_name),
             server,
-            client: Some(ClientCertInfo {
+            client: Some(Decoded {
                 fs_id: fs_id.map(str::to_string),
-                sigv4: sigv4.then(|| SigV4Info {
+                sigv4: sigv4.then(|| DecodedSigV4 {
                     access_key_id: "AKIDEXAMPLE".into(),
                     signed_at: None,
                     session_token: false,
                 }),
-                ..ClientCertInfo::default()
+                ..Decoded::default()
             }),
         }
     }

@@ -3,14 +3,11 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::ClientConfig;
+use rustls::pki_types::CertificateDer;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -25,7 +22,7 @@ use super::{Plan, Report, Seen, Step, StepName, parse_mount_target_name};
 use crate::error::tls_hint;
 use crate::files::escape_controls;
 use crate::iam::SigningTime;
-use crate::upstream::tls::{self, HandshakeSignatures, TlsSetupError, Trust};
+use crate::upstream::tls::{self, NamePolicy, ServerVerifier, TrustAnchors};
 
 /// Longest wait for an answer to the plaintext NFS probe.
 const PROBE_LIMIT: Duration = Duration::from_secs(3);
@@ -42,7 +39,7 @@ pub(super) async fn step(
     report: &mut Report,
 ) -> Option<CheckStream> {
     let start = Instant::now();
-    let (config, recorder) = match configure(plan) {
+    let (config, verifier) = match configure(plan) {
         Ok(ready) => ready,
         Err((detail, fix)) => {
             report.push(Step::fail(StepName::Tls, start.elapsed(), detail, fix));
@@ -66,7 +63,7 @@ pub(super) async fn step(
     let outcome = timeout(plan.connect_timeout, handshake).await;
     let elapsed = start.elapsed();
 
-    let chain = std::mem::take(&mut *recorder.chain.lock().unwrap_or_else(|e| e.into_inner()));
+    let chain = verifier.take_shown_chain();
     seen.server = chain.first().and_then(|c| decode_server_certificate(c));
     seen.served = seen
         .server
@@ -97,34 +94,36 @@ pub(super) async fn step(
     None
 }
 
-/// The client configuration and its chain recorder, or the detail and fix of why not.
-fn configure(plan: &Plan) -> Result<(ClientConfig, Arc<ChainRecorder>), (String, &'static str)> {
-    let provider = tls::provider();
-    let webpki = match &plan.roots {
-        None => None,
-        Some(roots) => Some(
-            WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
-                .build()
-                .map_err(|e| {
-                    (
-                        format!("cannot use the trust anchors: {e}"),
-                        "check --ca-file",
-                    )
-                })?,
-        ),
-    };
-    let recorder = Arc::new(ChainRecorder {
-        webpki,
-        provider,
-        chain: Mutex::default(),
-    });
-    let config = client_config(plan, recorder.clone()).map_err(|e| {
+/// The client configuration and its verifier (which records the chain it was shown), or the
+/// detail and fix of why not.
+fn configure(plan: &Plan) -> Result<(ClientConfig, Arc<ServerVerifier>), (String, &'static str)> {
+    let verifier = ServerVerifier::new(&plan.anchors, NamePolicy::Verify)
+        .map_err(|e| (e.to_string(), "check --ca-file"))?
+        .recording();
+    let verifier = Arc::new(verifier);
+    let config = tls::config_with(verifier.clone(), plan.identity.as_ref()).map_err(|e| {
         (
             format!("cannot set up TLS: {e}"),
             "check --cert and --key (they must belong together)",
         )
     })?;
-    Ok((config, recorder))
+    Ok((config, verifier))
+}
+
+/// The trust anchors in words, for the configuration step.
+pub fn describe_trust(anchors: &TrustAnchors) -> String {
+    let ca_file = anchors
+        .ca_file
+        .as_ref()
+        .map(|(path, n)| format!("CA file {} ({})", path.display(), plural(*n, "certificate")));
+    let system = anchors
+        .system
+        .map(|n| format!("system trust store ({})", plural(n, "certificate")));
+    match (ca_file, system) {
+        (Some(file), Some(system)) => format!("{file} and the {system}"),
+        (Some(one), None) | (None, Some(one)) => one,
+        (None, None) => "none (--no-verify: the server certificate is not checked)".to_string(),
+    }
 }
 
 /// The line of a finished handshake: protocol, cipher, the server certificate, what was
@@ -150,7 +149,7 @@ fn success(
     if chain.len() > 1 {
         detail.push_str(&format!(" (+{} intermediate)", chain.len() - 1));
     }
-    if plan.roots.is_some() {
+    if plan.anchors.verifies() {
         detail.push_str(&format!(
             "; chain trusted, name {} verified",
             plan.server_name
@@ -169,7 +168,7 @@ fn success(
         "protocol": protocol,
         "cipher_suite": cipher,
         "server_name": plan.server_name,
-        "verified": plan.roots.is_some(),
+        "verified": plan.anchors.verifies(),
         "chain": chain.iter().filter_map(|c| decode_server_certificate(c)).map(|c| c.to_json()).collect::<Vec<_>>(),
     });
     Step::pass(StepName::Tls, elapsed, detail).with_data(data)
@@ -349,109 +348,6 @@ fn name_failure(plan: &Plan, seen: &Seen, addr: SocketAddr, reason: String) -> T
         served_names,
         reason,
     }
-}
-
-/// The trust anchors of `trust`, and a description of them.
-pub fn load_roots(trust: &Trust) -> Result<(Option<Arc<RootCertStore>>, String), TlsSetupError> {
-    let mut roots = RootCertStore::empty();
-    let description = match trust {
-        Trust::NoVerify => {
-            return Ok((
-                None,
-                "none (--no-verify: the server certificate is not checked)".to_string(),
-            ));
-        }
-        Trust::CaFile(path) | Trust::CaFileAndSystemRoots(path) => {
-            for cert in tls::load_certificates(path)? {
-                roots.add(cert).map_err(|e| TlsSetupError::BadCa {
-                    path: path.to_path_buf(),
-                    reason: e.to_string(),
-                })?;
-            }
-            format!(
-                "CA file {} ({})",
-                path.display(),
-                plural(roots.len(), "certificate")
-            )
-        }
-        Trust::SystemRoots => {
-            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-            if roots.is_empty() {
-                return Err(TlsSetupError::NoSystemRoots);
-            }
-            format!(
-                "system trust store ({})",
-                plural(roots.len(), "certificate")
-            )
-        }
-    };
-    Ok((Some(Arc::new(roots)), description))
-}
-
-/// Verifies the server as the proxy does, and keeps the chain it was shown.
-#[derive(Debug)]
-struct ChainRecorder {
-    webpki: Option<Arc<WebPkiServerVerifier>>,
-    provider: Arc<CryptoProvider>,
-    chain: Mutex<Vec<CertificateDer<'static>>>,
-}
-
-impl ServerCertVerifier for ChainRecorder {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let mut chain = vec![end_entity.clone().into_owned()];
-        chain.extend(intermediates.iter().map(|c| c.clone().into_owned()));
-        *self.chain.lock().unwrap_or_else(|e| e.into_inner()) = chain;
-        match &self.webpki {
-            Some(v) => {
-                v.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-            }
-            None => Ok(ServerCertVerified::assertion()),
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        HandshakeSignatures(self.provider.clone()).tls12(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        HandshakeSignatures(self.provider.clone()).tls13(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        HandshakeSignatures(self.provider.clone()).schemes()
-    }
-}
-
-fn client_config(plan: &Plan, recorder: Arc<ChainRecorder>) -> Result<ClientConfig, TlsSetupError> {
-    let builder = ClientConfig::builder_with_provider(recorder.provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .dangerous()
-        .with_custom_certificate_verifier(recorder);
-    let mut config = match &plan.identity {
-        Some(id) => builder
-            .with_client_auth_cert(id.chain.clone(), id.key.clone_key())
-            .map_err(TlsSetupError::ClientAuth)?,
-        None => builder.with_no_client_auth(),
-    };
-    config.enable_sni = true;
-    Ok(config)
 }
 
 #[cfg(test)]

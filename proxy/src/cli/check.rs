@@ -7,7 +7,6 @@
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use clap::Args;
@@ -16,7 +15,7 @@ use efs_proxy::iam::{
     CredentialSource, CredentialsError, Issued, Issuer, Service, SigningTime, names,
 };
 use efs_proxy::internal::check::{self, Expected, Plan, Report, Step, StepName, human};
-use efs_proxy::internal::upstream::ClientIdentity;
+use efs_proxy::internal::upstream::{ClientIdentity, TrustAnchors};
 use serde_json::json;
 
 use super::iam::{IamRunArgs, load_key};
@@ -40,7 +39,7 @@ pub struct CheckArgs {
 struct Settled {
     target: String,
     server_name: String,
-    roots: Option<Arc<rustls::RootCertStore>>,
+    anchors: TrustAnchors,
     certificate: CertificatePlan,
 }
 
@@ -67,7 +66,7 @@ pub async fn run(args: CheckArgs) -> ExitCode {
             let plan = Plan {
                 target: settled.target,
                 server_name: settled.server_name,
-                roots: settled.roots,
+                anchors: settled.anchors,
                 identity,
                 expected,
                 connect_timeout: Duration::from_secs(args.server.connect_timeout),
@@ -190,13 +189,14 @@ async fn settle(args: &CheckArgs) -> Result<(Settled, String), ConfigError> {
         .map_err(|e| config_error(e, "pass a DNS name"))?;
 
     let trust = args.server.trust();
-    let (roots, trust_text) = check::load_roots(&trust).map_err(|e| {
+    let anchors = TrustAnchors::load(&trust).map_err(|e| {
         config_error(
             e,
             "--ca-file must be a PEM file of CA certificates (AWS's efs-utils.crt for real \
              mount targets)",
         )
     })?;
+    let trust_text = check::describe_trust(&anchors);
 
     let (certificate, cert_text) = match (&args.server.cert, &iam.fs_id) {
         (Some(cert), _) => {
@@ -257,7 +257,7 @@ async fn settle(args: &CheckArgs) -> Result<(Settled, String), ConfigError> {
         Settled {
             target,
             server_name,
-            roots,
+            anchors,
             certificate,
         },
         detail,
@@ -386,7 +386,7 @@ fn describe_credentials(issued: &Issued, profile: Option<&str>, elapsed: Duratio
     };
     let akid = issued.access_key_id.clone().unwrap_or_default();
     let signed_at = issued.certificate.signed_at;
-    let has_token = efs_proxy::internal::check::decode_client_certificate(&issued.certificate.der)
+    let has_token = efs_proxy::iam::certificate::decode(&issued.certificate.der)
         .ok()
         .and_then(|c| c.sigv4)
         .is_some_and(|s| s.session_token);
