@@ -38,9 +38,6 @@ pub use probe::{Probe, plaintext_probe};
 pub use report::{Problem, Report, Status, Step, StepName, format_elapsed, human};
 pub use tls::{ServerCertInfo, decode_server_certificate, describe_trust};
 
-/// The NFS program and version of the NULL call.
-pub const NFS_PROGRAM: u32 = 100_003;
-pub const NFS_VERSION: u32 = 4;
 /// Mount targets refuse a SigV4 signature older than this (`X-Amz-Expires`).
 pub const MAX_SIGNATURE_AGE: Duration = Duration::from_secs(86_400);
 

@@ -4,13 +4,13 @@
 use std::time::Instant;
 
 use bytes::BytesMut;
-use efs_rpc::{CallHeader, Record, RecordCodec, ReplyError, RpcMessage};
+use efs_rpc::{Record, RecordCodec, ReplyError, nfs4};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
 use tokio_util::codec::Decoder;
 
 use super::tls::CheckStream;
-use super::{NFS_PROGRAM, NFS_VERSION, Plan, Report, Step, StepName};
+use super::{Plan, Report, Step, StepName};
 
 /// Sends the call after the bind (`buf`: bytes already read past the bind reply).
 pub(super) async fn step(
@@ -22,10 +22,7 @@ pub(super) async fn step(
     let start = Instant::now();
     let xid: u32 = rand::random();
     let exchange = async {
-        let call = RpcMessage::call(xid, CallHeader::new(NFS_PROGRAM, NFS_VERSION, 0))
-            .encode()
-            .map_err(|e| e.to_string())?;
-        let record = Record::from_message(&call).map_err(|e| e.to_string())?;
+        let record = Record::from_message(&nfs4::null_call(xid)).map_err(|e| e.to_string())?;
         stream
             .write_all(record.wire())
             .await
@@ -61,7 +58,7 @@ pub(super) async fn step(
             Ok((got, _)) if got == xid => Step::pass(
                 StepName::NfsNull,
                 start.elapsed(),
-                format!("NFS v{NFS_VERSION} NULL answered"),
+                format!("NFS v{} NULL answered", nfs4::VERSION),
             ),
             Ok((got, _)) => fail(
                 format!("the reply's xid {got:#010x} is not the call's {xid:#010x}"),

@@ -9,12 +9,11 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use efs_rpc::{CallHeader, MessageBody, Record, RpcMessage};
+use efs_rpc::record::RECORD_MARK_LEN;
+use efs_rpc::{MessageBody, Record, RecordMark, RpcMessage, looks_like_reply, nfs4};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
-
-use super::{NFS_PROGRAM, NFS_VERSION};
 
 /// Bytes of the peer's first answer kept for the diagnosis.
 const FIRST_BYTES: usize = 256;
@@ -95,11 +94,9 @@ pub(super) fn looks_like_tls(bytes: &[u8]) -> bool {
     matches!(bytes, [0x14..=0x18, 0x03, ..])
 }
 
-/// True when `bytes` start with an RPC reply record.
+/// True when `bytes` start with an RPC reply record (mark, then the start of a reply).
 pub(super) fn looks_like_rpc_reply(bytes: &[u8]) -> bool {
-    bytes.len() >= 16
-        && bytes[8..12] == [0, 0, 0, 1]
-        && matches!(bytes[12..16], [0, 0, 0, 0] | [0, 0, 0, 1])
+    bytes.get(RECORD_MARK_LEN..).is_some_and(looks_like_reply)
 }
 
 /// Printable start of a peer's answer.
@@ -139,13 +136,9 @@ pub async fn plaintext_probe(addr: SocketAddr, limit: Duration) -> Probe {
             Err(e) => return Probe::NoConnection(e.to_string()),
         };
         let xid: u32 = rand::random();
-        let call = RpcMessage::call(xid, CallHeader::new(NFS_PROGRAM, NFS_VERSION, 0));
-        let Ok(record) = call
-            .encode()
-            .map_err(|_| ())
-            .and_then(|m| Record::from_message(&m).map_err(|_| ()))
-        else {
-            return Probe::NoConnection("cannot encode the NULL call".into());
+        let record = match Record::from_message(&nfs4::null_call(xid)) {
+            Ok(record) => record,
+            Err(e) => return Probe::NoConnection(format!("cannot frame the NULL call: {e}")),
         };
         if let Err(e) = stream.write_all(record.wire()).await {
             return Probe::NoConnection(e.to_string());
@@ -168,10 +161,7 @@ pub async fn plaintext_probe(addr: SocketAddr, limit: Duration) -> Probe {
 
 /// What the bytes received so far say, or `None` to read on.
 fn answer(buf: &[u8]) -> Option<Probe> {
-    if buf.len() < 4 {
-        return None;
-    }
-    let len = (u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) & 0x7fff_ffff) as usize;
+    let len = RecordMark::peek(buf)?.len;
     if !looks_like_rpc_reply(buf) && buf.len() >= 16 {
         return Some(Probe::Bytes(buf.to_vec()));
     }
@@ -199,13 +189,7 @@ mod tests {
         assert!(looks_like_tls(&[0x16, 0x03, 0x03, 0x00, 0x10]));
         assert!(looks_like_tls(&[0x15, 0x03, 0x03, 0x00, 0x02]));
         assert!(!looks_like_tls(b"HTTP/1.1 400 Bad Request"));
-        let reply = RpcMessage::reply(
-            7,
-            efs_rpc::ReplyHeader::accepted(efs_rpc::AcceptStat::Success),
-        )
-        .encode()
-        .unwrap();
-        let record = Record::from_message(&reply).unwrap();
+        let record = efs_rpc::test_util::reply_record(7, efs_rpc::AcceptStat::Success);
         assert!(looks_like_rpc_reply(record.wire()));
         assert!(!looks_like_rpc_reply(b"SSH-2.0-OpenSSH_9.2p1 Debian"));
         assert_eq!(snippet(b"ab\r\n\x00"), "\"ab\\r\\n\\x00\"");

@@ -380,13 +380,7 @@ mod tests {
     #[test]
     fn a_peer_that_answers_without_tls_is_named_by_its_bytes() {
         let (plan, seen) = (plan(None), Seen::default());
-        let reply = efs_rpc::RpcMessage::reply(
-            7,
-            efs_rpc::ReplyHeader::accepted(efs_rpc::AcceptStat::Success),
-        )
-        .encode()
-        .unwrap();
-        let record = efs_rpc::Record::from_message(&reply).unwrap();
+        let record = efs_rpc::test_util::reply_record(7, efs_rpc::AcceptStat::Success);
         let nfs = classify(&plan, &seen, None, record.wire()).unwrap();
         assert_eq!(nfs.problem, Some(Problem::PlainNfs));
         let http = classify(&plan, &seen, None, b"HTTP/1.1 400 Bad Request\r\n").unwrap();

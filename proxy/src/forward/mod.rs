@@ -28,7 +28,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use efs_rpc::{Record, RecordCodec, RecordError};
+use efs_rpc::{HeaderPeek, MessageType, Record, RecordCodec, RecordError};
 use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
@@ -50,9 +50,6 @@ const RECORDS_PER_POLL: usize = 64;
 const MAX_TRACKED_CALLS: usize = 65_536;
 /// Throughput is measured over this many one-second ticks (efs-proxy: 3 s reports).
 const RATE_WINDOW: usize = 3;
-
-const MSG_CALL: u32 = 0;
-const MSG_REPLY: u32 = 1;
 
 /// Upper bound of the memory one client connection can hold in buffers, with `legs` server
 /// connections: a read buffer per socket (up to twice a record while growing) and a write
@@ -435,10 +432,14 @@ where
 
     /// Picks the leg for a client record and books a call in flight.
     fn route_client_record(&mut self, record: &Record) -> usize {
-        let (xid, kind) = header(record);
-        if kind == Some(MSG_REPLY) {
+        let peek = record.peek();
+        if let Some(HeaderPeek {
+            xid,
+            kind: MessageType::Reply,
+        }) = peek
+        {
             // A reply to a server callback goes back where the callback came from.
-            let leg_id = xid.and_then(|xid| self.callbacks.remove(&xid));
+            let leg_id = self.callbacks.remove(&xid);
             return leg_id.and_then(|id| self.index_of(id)).unwrap_or(0);
         }
         let index = if self.legs.len() > 1 && needs_bound_connection(record) {
@@ -448,7 +449,11 @@ where
         } else {
             self.least_loaded()
         };
-        if let (Some(xid), Some(MSG_CALL)) = (xid, kind) {
+        if let Some(HeaderPeek {
+            xid,
+            kind: MessageType::Call,
+        }) = peek
+        {
             if let Some((old_leg, old_bytes)) = self.calls.remove(&xid) {
                 // A retransmission: forget the earlier copy.
                 if let Some(old) = self.index_of(old_leg) {
@@ -486,15 +491,21 @@ where
             scale.moved += len as u64;
         }
         self.server_progress = Instant::now();
-        match header(record) {
-            (Some(xid), Some(MSG_REPLY)) => {
+        match record.peek() {
+            Some(HeaderPeek {
+                xid,
+                kind: MessageType::Reply,
+            }) => {
                 if let Some((leg_id, bytes)) = self.calls.remove(&xid)
                     && let Some(i) = self.index_of(leg_id)
                 {
                     unbook(&mut self.legs[i], bytes);
                 }
             }
-            (Some(xid), Some(MSG_CALL)) if self.callbacks.len() < MAX_TRACKED_CALLS => {
+            Some(HeaderPeek {
+                xid,
+                kind: MessageType::Call,
+            }) if self.callbacks.len() < MAX_TRACKED_CALLS => {
                 self.callbacks.insert(xid, self.legs[index].id);
             }
             _ => {}
@@ -638,14 +649,4 @@ fn unbook<S>(leg: &mut Leg<S>, bytes: usize) {
 /// An NFSv4.1+ COMPOUND call that does not start with SEQUENCE (RFC 8881 §2.10.3.1).
 fn needs_bound_connection(record: &Record) -> bool {
     efs_rpc::nfs4::compound_head(record.message()).is_some_and(|head| head.needs_bound_connection())
-}
-
-/// The xid and message type of a record, when it is long enough to carry them.
-fn header(record: &Record) -> (Option<u32>, Option<u32>) {
-    let m = record.message();
-    let word = |at: usize| {
-        m.get(at..at + 4)
-            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    };
-    (word(0), word(4))
 }
