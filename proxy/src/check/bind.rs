@@ -94,20 +94,23 @@ fn answered(plan: &Plan, seen: &Seen, response: &BindClientResponse, elapsed: Du
                 "scale_up": scale_up_json(scale),
             }))
         }
-        BindResponse::Retry(msg) => Step::fail(
-            StepName::Bind,
-            elapsed,
-            format!("RETRY ({msg:?}): the server asks for another connection"),
-            "run the check again; the proxy reconnects by itself",
-        )
-        .with_data(json!({ "reply": "RETRY", "message": msg })),
-        BindResponse::RetryLater(msg) => Step::fail(
-            StepName::Bind,
-            elapsed,
-            format!("RETRY_LATER ({msg:?}): the mount target is busy"),
-            "try again later (the proxy backs off 300 s)",
-        )
-        .with_data(json!({ "reply": "RETRY_LATER", "message": msg })),
+        BindResponse::Retry(msg) | BindResponse::RetryLater(msg) => {
+            let (reply, meaning, fix) = match &response.bind_response {
+                BindResponse::Retry(_) => (
+                    "RETRY",
+                    "the server asks for another connection",
+                    "run the check again; the proxy reconnects by itself",
+                ),
+                _ => (
+                    "RETRY_LATER",
+                    "the mount target is busy",
+                    "try again later (the proxy backs off 300 s)",
+                ),
+            };
+            let detail = format!("{reply} ({msg:?}): {meaning}");
+            Step::fail(StepName::Bind, elapsed, detail, fix)
+                .with_data(json!({ "reply": reply, "message": msg }))
+        }
         BindResponse::Error(msg) => bind_refusal(msg, plan, seen)
             .step(StepName::Bind, elapsed)
             .with_data(json!({ "reply": "ERROR", "message": msg })),

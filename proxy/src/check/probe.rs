@@ -1,92 +1,43 @@
-//! Watching the peer: the first bytes it sent during the TLS handshake ([`Recording`]), and a
+//! Watching the peer: the first bytes it sent during the TLS handshake ([`recording`]), and a
 //! plaintext NFS NULL call for a peer that stayed silent or hung up ([`plaintext_probe`]).
 //! Together they tell a plain NFS server, a TLS endpoint and anything else apart.
 
-use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use efs_rpc::record::RECORD_MARK_LEN;
 use efs_rpc::{MessageBody, Record, RecordMark, RpcMessage, looks_like_reply, nfs4};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
+use tokio_util::io::InspectReader;
 
 /// Bytes of the peer's first answer kept for the diagnosis.
 const FIRST_BYTES: usize = 256;
 
-/// The first bytes the peer sent, kept for the diagnosis of a failed handshake.
-#[derive(Debug, Default)]
-pub(super) struct Received {
-    first: Vec<u8>,
-}
+/// The stream the TLS step reads through: it keeps the first bytes the peer sent, for the
+/// diagnosis of a failed handshake.
+pub(super) type Recording<S> = InspectReader<S, Keep>;
 
-/// A stream that remembers the start of what it read.
-pub(super) struct Recording<S> {
-    inner: S,
-    received: Arc<Mutex<Received>>,
-}
+/// What [`Recording`] does with each read.
+pub(super) type Keep = Box<dyn FnMut(&[u8]) + Send>;
 
-impl<S> Recording<S> {
-    pub(super) fn new(inner: S) -> (Recording<S>, Arc<Mutex<Received>>) {
-        let received = Arc::new(Mutex::new(Received::default()));
-        let stream = Recording {
-            inner,
-            received: received.clone(),
-        };
-        (stream, received)
-    }
+/// Wraps `inner`; the second value fills with the first [`FIRST_BYTES`] bytes read.
+pub(super) fn recording<S: AsyncRead>(inner: S) -> (Recording<S>, Arc<Mutex<Vec<u8>>>) {
+    let first = Arc::new(Mutex::new(Vec::new()));
+    let kept = first.clone();
+    let keep: Keep = Box::new(move |read: &[u8]| {
+        let mut first = kept.lock().unwrap_or_else(|e| e.into_inner());
+        let room = FIRST_BYTES.saturating_sub(first.len());
+        first.extend_from_slice(&read[..read.len().min(room)]);
+    });
+    (InspectReader::new(inner, keep), first)
 }
 
 /// The first bytes recorded so far.
-pub(super) fn first_bytes(received: &Mutex<Received>) -> Vec<u8> {
-    received
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .first
-        .clone()
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Recording<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = &result {
-            let new = &buf.filled()[before..];
-            let mut received = this.received.lock().unwrap_or_else(|e| e.into_inner());
-            let room = FIRST_BYTES.saturating_sub(received.first.len());
-            received
-                .first
-                .extend_from_slice(&new[..new.len().min(room)]);
-        }
-        result
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Recording<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
+pub(super) fn first_bytes(first: &Mutex<Vec<u8>>) -> Vec<u8> {
+    first.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
 /// True when `bytes` start like a TLS record (handshake, alert, ...).

@@ -46,7 +46,7 @@ pub(super) async fn step(
             return None;
         }
     };
-    let (stream, received) = Recording::new(tcp);
+    let (stream, received) = probe::recording(tcp);
     let name = match tls::server_name(&plan.server_name) {
         Ok(n) => n,
         Err(e) => {
