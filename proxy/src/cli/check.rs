@@ -120,9 +120,11 @@ fn config_error(detail: impl std::fmt::Display, fix: &str) -> ConfigError {
     (detail.to_string(), fix.to_string())
 }
 
-async fn settle(args: &CheckArgs) -> Result<(Settled, String), ConfigError> {
+/// The target and the server name, given or derived from `--fs-id`; true when the server
+/// name was derived.
+fn target_and_name(args: &CheckArgs) -> Result<(String, String, bool), ConfigError> {
     let iam = &args.iam;
-    let (target, server_name, derived) = match &iam.fs_id {
+    let names = match &iam.fs_id {
         None => {
             if args.server.key.is_some() && args.server.cert.is_none() {
                 return Err(config_error(
@@ -176,6 +178,7 @@ async fn settle(args: &CheckArgs) -> Result<(Settled, String), ConfigError> {
             (target, server_name, args.server.server_name.is_none())
         }
     };
+    let target = &names.0;
     match target.rsplit_once(':') {
         Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
         _ => {
@@ -185,20 +188,15 @@ async fn settle(args: &CheckArgs) -> Result<(Settled, String), ConfigError> {
             ));
         }
     }
-    efs_proxy::internal::upstream::server_name(&server_name)
+    efs_proxy::internal::upstream::server_name(&names.1)
         .map_err(|e| config_error(e, "pass a DNS name"))?;
+    Ok(names)
+}
 
-    let trust = args.server.trust();
-    let anchors = TrustAnchors::load(&trust).map_err(|e| {
-        config_error(
-            e,
-            "--ca-file must be a PEM file of CA certificates (AWS's efs-utils.crt for real \
-             mount targets)",
-        )
-    })?;
-    let trust_text = check::describe_trust(&anchors);
-
-    let (certificate, cert_text) = match (&args.server.cert, &iam.fs_id) {
+/// The client certificate: given (`--cert`), made here for `--fs-id`, or none; and its words.
+async fn certificate_plan(args: &CheckArgs) -> Result<(CertificatePlan, String), ConfigError> {
+    let iam = &args.iam;
+    Ok(match (&args.server.cert, &iam.fs_id) {
         (Some(cert), _) => {
             // clap requires --key with --cert.
             let key = args.server.key.as_deref().unwrap_or(cert.as_path());
@@ -247,7 +245,22 @@ async fn settle(args: &CheckArgs) -> Result<(Settled, String), ConfigError> {
             )
         }
         (None, None) => (CertificatePlan::None, "none".to_string()),
-    };
+    })
+}
+
+async fn settle(args: &CheckArgs) -> Result<(Settled, String), ConfigError> {
+    let (target, server_name, derived) = target_and_name(args)?;
+    let trust = args.server.trust();
+    let anchors = TrustAnchors::load(&trust).map_err(|e| {
+        config_error(
+            e,
+            "--ca-file must be a PEM file of CA certificates (AWS's efs-utils.crt for real \
+             mount targets)",
+        )
+    })?;
+    let trust_text = check::describe_trust(&anchors);
+
+    let (certificate, cert_text) = certificate_plan(args).await?;
     let detail = format!(
         "target {target}, server name {server_name}{}, trust: {trust_text}, client certificate: \
          {cert_text}",
@@ -336,44 +349,53 @@ async fn credentials_step(
             service,
             iam: true,
         } => {
-            let profile = args.iam.fields.profile.as_deref();
-            let source =
-                CredentialSource::new(region, profile, args.iam.fields.credentials_timeout());
-            let credentials = match source.fetch().await {
-                Ok(c) => c,
-                Err(e) => {
-                    let (detail, fix) = credentials_failure(&e);
-                    report.push(Step::fail(
-                        StepName::Credentials,
-                        start.elapsed(),
-                        detail,
-                        fix,
-                    ));
-                    return None;
-                }
-            };
-            let issued = match issuer.issue_with(Some(&credentials), SigningTime::now()) {
-                Ok(i) => i,
-                Err(e) => {
-                    report.push(Step::fail(
-                        StepName::Credentials,
-                        start.elapsed(),
-                        format!("cannot sign the certificate: {e}"),
-                        "check the credentials' source configuration",
-                    ));
-                    return None;
-                }
-            };
-            report.push(describe_credentials(&issued, profile, start.elapsed()));
-            if !report.last_passed() {
-                return None;
-            }
+            let identity = sign_here(args, issuer, region, start, report).await?;
             Some((
-                Some(issued.identity),
+                Some(identity),
                 Some(expected_from(fs_id, region, *service, true)),
             ))
         }
     }
+}
+
+/// Fetches AWS credentials and signs the certificate with them; the credentials line (or why
+/// not) goes into the report.
+async fn sign_here(
+    args: &CheckArgs,
+    issuer: &Issuer,
+    region: &str,
+    start: Instant,
+    report: &mut Report,
+) -> Option<ClientIdentity> {
+    let profile = args.iam.fields.profile.as_deref();
+    let source = CredentialSource::new(region, profile, args.iam.fields.credentials_timeout());
+    let credentials = match source.fetch().await {
+        Ok(c) => c,
+        Err(e) => {
+            let (detail, fix) = credentials_failure(&e);
+            report.push(Step::fail(
+                StepName::Credentials,
+                start.elapsed(),
+                detail,
+                fix,
+            ));
+            return None;
+        }
+    };
+    let issued = match issuer.issue_with(Some(&credentials), SigningTime::now()) {
+        Ok(i) => i,
+        Err(e) => {
+            report.push(Step::fail(
+                StepName::Credentials,
+                start.elapsed(),
+                format!("cannot sign the certificate: {e}"),
+                "check the credentials' source configuration",
+            ));
+            return None;
+        }
+    };
+    report.push(describe_credentials(&issued, profile, start.elapsed()));
+    report.last_passed().then_some(issued.identity)
 }
 
 /// The credentials line: source, access key id, session token presence and expiry. Never the
