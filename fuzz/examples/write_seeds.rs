@@ -16,7 +16,7 @@ use efs_rpc::awsfile::{
     bind_reply,
 };
 use efs_rpc::message::{AuthSys, CallHeader, ReplyHeader, RpcMessage};
-use efs_rpc::{AcceptStat, AuthStat, Record, xdr};
+use efs_rpc::{AcceptStat, AuthStat, Record, nfs4, xdr};
 
 /// The partition of the worked examples in `docs/protocol.md` §4.3 (`a0 a1 … df`).
 fn partition() -> PartitionId {
@@ -52,7 +52,7 @@ fn reply(xid: u32, header: ReplyHeader) -> Vec<u8> {
 
 /// An NFSv4 NULL call with AUTH_SYS credentials, as the kernel client sends first.
 fn nfs_null_call() -> Vec<u8> {
-    let mut header = CallHeader::new(100_003, 4, 0);
+    let mut header = CallHeader::new(nfs4::PROGRAM, nfs4::VERSION, nfs4::PROC_NULL);
     header.credential = AuthSys {
         stamp: 0x5eed,
         machine_name: "client.example".into(),
@@ -67,7 +67,7 @@ fn nfs_null_call() -> Vec<u8> {
 
 /// An NFSv4 COMPOUND call header followed by an opaque body.
 fn nfs_compound_call() -> Vec<u8> {
-    let mut header = CallHeader::new(100_003, 4, 1);
+    let mut header = CallHeader::new(nfs4::PROGRAM, nfs4::VERSION, nfs4::PROC_COMPOUND);
     header.credential = AuthSys {
         stamp: 1,
         machine_name: String::new(),

@@ -1,15 +1,15 @@
 //! The IAM certificate's custom extensions (1.3.6.1.4.1.4843.7.1–.4): arbitrary credentials,
 //! ids, client info and times encode to DER that an independent parser (der-parser) decodes
 //! back to the same values; the whole certificate built around them parses with x509-parser
-//! and carries exactly those extension bytes. Plus the hand-written TLV reader and the
-//! signing-time parsers.
+//! and carries exactly those extension bytes, and `certificate::decode` reads back what was
+//! encoded. Plus the hand-written TLV reader and the signing-time parsers.
 #![no_main]
 
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use efs_proxy::iam::certificate::{
-    self, ClientInfo, OID_ACCESS_POINT, OID_CLIENT_INFO, OID_FS_ID, OID_SIGV4,
+    self, Certificate, ClientInfo, OID_ACCESS_POINT, OID_CLIENT_INFO, OID_FS_ID, OID_SIGV4,
     OID_SUBJECT_KEY_IDENTIFIER, SigV4Block,
 };
 use efs_proxy::iam::der;
@@ -85,6 +85,25 @@ fn check_sigv4(der: &[u8], block: &SigV4Block) {
         };
         assert_eq!(&inner, token);
     }
+}
+
+/// The decoder reads back every extension the encoder wrote. The signing time only within
+/// UTCTime's 1950–2049 (two-digit years); validity times from 1970 on (Unix time).
+fn check_decoded(cert: &Certificate, spec: &CertificateSpec, block: &SigV4Block) {
+    let decoded = certificate::decode(&cert.der)
+        .unwrap_or_else(|e| panic!("a certificate built here does not decode: {e}"));
+    assert_eq!(decoded.fs_id.as_ref(), Some(&spec.fs_id));
+    assert_eq!(decoded.access_point, spec.access_point);
+    assert_eq!(decoded.client_info.as_ref(), Some(&spec.client_info));
+    let sigv4 = decoded.sigv4.expect("extension 7.2 decodes");
+    assert_eq!(sigv4.access_key_id, block.access_key_id);
+    assert_eq!(sigv4.session_token, block.session_token.is_some());
+    if (1950..2050).contains(&block.time.offset_date_time().year()) {
+        assert_eq!(sigv4.signed_at, Some(block.time));
+    }
+    let from_1970 = |t: SigningTime| (t.offset_date_time().unix_timestamp() >= 0).then_some(t);
+    assert_eq!(decoded.not_before, from_1970(cert.not_before));
+    assert_eq!(decoded.not_after, from_1970(cert.not_after));
 }
 
 fn oid_string(arcs: &[u64]) -> String {
@@ -210,6 +229,7 @@ fuzz_target!(|data: &[u8]| {
             cert.not_after.offset_date_time().unix_timestamp()
         );
         assert!(cert.pem.starts_with("-----BEGIN CERTIFICATE-----"));
+        check_decoded(&cert, &spec, &block);
     }
 
     // The TLV writer and reader.
@@ -227,6 +247,9 @@ fuzz_target!(|data: &[u8]| {
     let _ = der::subject_public_key(rest);
 
     // The signing-time parsers.
+    if let Some(t) = SigningTime::parse_utc_time(input.text.as_bytes()) {
+        assert_eq!(t.utc_time(), input.text);
+    }
     if let Ok(t) = SigningTime::parse_amz_date(&input.text) {
         assert_eq!(t.amz_date(), input.text);
     }

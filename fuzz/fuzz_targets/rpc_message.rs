@@ -1,13 +1,14 @@
 //! ONC RPC v2 call and reply headers (what the proxy and the test peers decode from a server
 //! or a client): never panic; whatever decodes re-encodes to the same length and decodes to
-//! the same value; the reply and bind-call helpers agree with the header decoder, and so does
-//! the NFSv4 COMPOUND peek (`nfs4::compound_head`).
+//! the same value; the reply and bind-call helpers agree with the header decoder, and so do
+//! the NFSv4 COMPOUND peek (`nfs4::compound_head`), the forwarder's header peek
+//! (`peek_header`: xid and message type) and `check`'s reply sniffing (`looks_like_reply`).
 #![no_main]
 
 use efs_rpc::awsfile::{BindCallError, bind_call, parse_bind_call};
 use efs_rpc::message::{MessageBody, OpaqueAuth, ReplyHeader};
 use efs_rpc::xdr::{self, Unpack};
-use efs_rpc::{AcceptStat, AuthSys, ReplyError, RpcMessage, parse_accepted_reply};
+use efs_rpc::{AcceptStat, AuthSys, MessageType, ReplyError, RpcMessage, parse_accepted_reply};
 use libfuzzer_sys::fuzz_target;
 
 fn check_auth(auth: &OpaqueAuth) {
@@ -83,6 +84,19 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(args.get(at..at + 4), Some(&op.to_be_bytes()[..]));
             }
         }
+    }
+
+    // The header peek and the reply sniffing: never more than the decoder says. A message the
+    // decoder accepts has the xid and type the peek reads, and a decoded reply looks like one.
+    let peek = efs_rpc::peek_header(data);
+    let sniffed = efs_rpc::looks_like_reply(data);
+    assert!(!sniffed || peek.is_some_and(|p| p.kind == MessageType::Reply));
+    if let Ok((header, _)) = RpcMessage::decode(data) {
+        let peek = peek.expect("a decoded message has a header to peek at");
+        assert_eq!(peek.xid, header.xid);
+        let is_reply = matches!(header.body, MessageBody::Reply(_));
+        assert_eq!(peek.kind == MessageType::Reply, is_reply);
+        assert_eq!(sniffed, is_reply);
     }
 
     // The authentication bodies on their own.

@@ -9,8 +9,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicIsize, Ordering};
 
-pub const LAST_FRAGMENT: u32 = 0x8000_0000;
-pub const FRAGMENT_SIZE_MASK: u32 = 0x7fff_ffff;
+pub use efs_rpc::record::{FRAGMENT_SIZE_MASK, LAST_FRAGMENT};
 
 /// Why the reference decoder stopped, in the terms of `efs_rpc::RecordError`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -616,8 +615,7 @@ impl GroupInput {
 pub fn split_records(wire: &[u8]) -> Vec<&[u8]> {
     let mut out = Vec::new();
     let mut rest = wire;
-    while rest.len() >= 4 {
-        let len = (u32::from_be_bytes(rest[..4].try_into().unwrap()) & FRAGMENT_SIZE_MASK) as usize;
+    while let Some(efs_rpc::RecordMark { len, .. }) = efs_rpc::RecordMark::peek(rest) {
         if rest.len() - 4 < len {
             break;
         }

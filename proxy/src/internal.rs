@@ -33,7 +33,8 @@ pub mod listen {
 /// TLS settings, for `check`, the fuzz targets and the test mount target.
 pub mod upstream {
     pub use crate::upstream::tls::{
-        ClientIdentity, FIPS, HandshakeSignatures, client_config, load_certificates, server_name,
+        ClientIdentity, FIPS, HandshakeSignatures, TrustAnchors, client_config, load_certificates,
+        server_name,
     };
 }
 

@@ -39,14 +39,17 @@ async fn ping(addr: SocketAddr) -> Result<Duration, String> {
         let mut conn = RpcConnection::connect(addr).await?;
         conn.call(1, b"ping").await
     };
-    match tokio::time::timeout(Duration::from_secs(5), call).await {
+    match tokio::time::timeout(Duration::from_secs(8), call).await {
         Ok(Ok(reply)) if reply == b"ping" => Ok(started.elapsed()),
         other => Err(format!("{other:?}")),
     }
 }
 
 /// The proof of the issue: fd limit 64, 1000 idle connections, and a client still served
-/// within a second each time.
+/// each time: within a second on a quiet machine. The bound asserted is 5 s, half the
+/// first-record deadline (10 s) that a client kept out would wait for: the ping connects
+/// behind up to a thousand others in the kernel's backlog, which the accept loop drains one
+/// eviction at a time, and on a loaded 2-core machine that took 3 s.
 #[tokio::test]
 async fn a_thousand_idle_connections_under_a_64_fd_limit_do_not_keep_a_client_out() {
     let setup = setup().await;
@@ -77,7 +80,8 @@ async fn a_thousand_idle_connections_under_a_64_fd_limit_do_not_keep_a_client_ou
         let took = ping(proxy.addr())
             .await
             .unwrap_or_else(|e| panic!("round {round}: no reply: {e}\n{}", proxy.log()));
-        assert!(took < Duration::from_secs(1), "round {round}: {took:?}");
+        eprintln!("round {round}: served in {took:?}");
+        assert!(took < Duration::from_secs(5), "round {round}: {took:?}");
     }
     assert_eq!(
         setup.target.observations().connections,

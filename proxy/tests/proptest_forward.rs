@@ -10,26 +10,11 @@ use std::time::Duration;
 use bytes::BytesMut;
 use efs_proxy::internal::forward::Stats;
 use efs_proxy::internal::forward::{ForwardEnd, forward};
+use efs_rpc::test_util::fragmented;
 use proptest::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const MAX_RECORD: usize = 4096;
-
-fn fragmented(message: &[u8], sizes: &[usize]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut rest = message;
-    let mut i = 0;
-    while !rest.is_empty() {
-        let n = sizes[i % sizes.len()].clamp(1, rest.len());
-        i += 1;
-        let (piece, tail) = rest.split_at(n);
-        rest = tail;
-        let last = if rest.is_empty() { 0x8000_0000 } else { 0 };
-        out.extend((piece.len() as u32 | last).to_be_bytes());
-        out.extend(piece);
-    }
-    out
-}
 
 fn single_fragments(messages: &[Vec<u8>]) -> Vec<u8> {
     messages

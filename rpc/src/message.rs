@@ -395,6 +395,48 @@ impl Unpack<&[u8]> for RpcMessage {
     }
 }
 
+/// `msg_type`: a call or a reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageType {
+    Call,
+    Reply,
+}
+
+/// The first two words of an RPC message, read without decoding the rest: what a forwarder
+/// matches replies to calls by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderPeek {
+    pub xid: u32,
+    pub kind: MessageType,
+}
+
+/// Reads the xid and message type of `message` (an RPC message without its record mark);
+/// `None` when it is shorter than eight bytes or neither a call nor a reply.
+pub fn peek_header(message: &[u8]) -> Option<HeaderPeek> {
+    let (xid, rest) = message.split_first_chunk::<4>()?;
+    let (kind, _) = rest.split_first_chunk::<4>()?;
+    let kind = match u32::from_be_bytes(*kind) {
+        CALL => MessageType::Call,
+        REPLY => MessageType::Reply,
+        _ => return None,
+    };
+    Some(HeaderPeek {
+        xid: u32::from_be_bytes(*xid),
+        kind,
+    })
+}
+
+/// True when `message` (without its record mark) starts like an RPC reply: type REPLY and a
+/// defined `reply_stat` (MSG_ACCEPTED or MSG_DENIED). Twelve bytes are enough to tell a peer
+/// that answers in RPC from one that answers in TLS or anything else.
+pub fn looks_like_reply(message: &[u8]) -> bool {
+    let reply_stat = message
+        .get(8..12)
+        .map(|w| u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
+    peek_header(message).is_some_and(|h| h.kind == MessageType::Reply)
+        && matches!(reply_stat, Some(MSG_ACCEPTED | MSG_DENIED))
+}
+
 /// Why a reply carries no results: the server refused the call, or the bytes are no reply.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReplyError {
@@ -448,6 +490,28 @@ mod tests {
         let (decoded, rest) = RpcMessage::decode(&bytes).unwrap();
         assert_eq!(decoded, message);
         assert_eq!(rest, b"body");
+    }
+
+    #[test]
+    fn the_header_peek_agrees_with_the_decoder() {
+        let call = RpcMessage::call(0x0102_0304, CallHeader::new(100_003, 4, 0))
+            .encode()
+            .unwrap();
+        let peek = peek_header(&call).unwrap();
+        assert_eq!((peek.xid, peek.kind), (0x0102_0304, MessageType::Call));
+        assert!(!looks_like_reply(&call));
+        for header in [
+            ReplyHeader::accepted(AcceptStat::Success),
+            ReplyHeader::AuthError(AuthStat::TOOWEAK),
+        ] {
+            let reply = RpcMessage::reply(9, header).encode().unwrap();
+            assert_eq!(peek_header(&reply).unwrap().kind, MessageType::Reply);
+            assert!(looks_like_reply(&reply));
+            assert!(!looks_like_reply(&reply[..11]));
+        }
+        assert_eq!(peek_header(&call[..7]), None);
+        assert_eq!(peek_header(&[0, 0, 0, 1, 0, 0, 0, 2]), None, "msg_type 2");
+        assert!(!looks_like_reply(b"SSH-2.0-OpenSSH_9.2p1 Debian"));
     }
 
     #[test]

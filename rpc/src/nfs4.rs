@@ -13,6 +13,8 @@
 pub const PROGRAM: u32 = 100_003;
 /// NFS version 4.
 pub const VERSION: u32 = 4;
+/// `NFSPROC4_NULL`: the call every NFS server answers, with no arguments.
+pub const PROC_NULL: u32 = 0;
 /// `NFSPROC4_COMPOUND`.
 pub const PROC_COMPOUND: u32 = 1;
 /// `OP_SEQUENCE` (RFC 8881 §18.46).
@@ -67,6 +69,17 @@ pub fn compound_head(message: &[u8]) -> Option<CompoundHead> {
     })
 }
 
+/// An NFS v4 NULL call with AUTH_NONE (without its record mark): the smallest question an NFS
+/// server answers.
+pub fn null_call(xid: u32) -> Vec<u8> {
+    // xid, CALL, RPC version 2, program, version, procedure, then AUTH_NONE credential and
+    // verifier (flavor 0, empty body).
+    [xid, 0, 2, PROGRAM, VERSION, PROC_NULL, 0, 0, 0, 0]
+        .iter()
+        .flat_map(|w| w.to_be_bytes())
+        .collect()
+}
+
 /// A cursor over XDR words that fails, never panics, at the end of its input.
 struct Reader<'a>(&'a [u8]);
 
@@ -94,22 +107,16 @@ mod tests {
     use super::*;
     use crate::{CallHeader, RpcMessage};
 
-    /// A COMPOUND call: tag, minor version, then these operation numbers (each followed by
-    /// four bytes standing in for its arguments).
-    pub(crate) fn compound(tag: &[u8], minor: u32, ops: &[u32]) -> Vec<u8> {
-        let mut body = Vec::new();
-        body.extend((tag.len() as u32).to_be_bytes());
-        body.extend(tag);
-        body.resize(body.len() + (4 - tag.len() % 4) % 4, 0);
-        body.extend(minor.to_be_bytes());
-        body.extend((ops.len() as u32).to_be_bytes());
-        for op in ops {
-            body.extend(op.to_be_bytes());
-            body.extend([0xee; 4]);
-        }
-        RpcMessage::call(9, CallHeader::new(PROGRAM, VERSION, PROC_COMPOUND))
-            .encode_with_body(&body)
-            .unwrap()
+    fn compound(tag: &[u8], minor: u32, ops: &[u32]) -> Vec<u8> {
+        crate::test_util::compound_call(9, tag, minor, ops)
+    }
+
+    #[test]
+    fn the_null_call_is_what_the_encoder_writes() {
+        let encoded = RpcMessage::call(7, CallHeader::new(PROGRAM, VERSION, PROC_NULL))
+            .encode()
+            .unwrap();
+        assert_eq!(null_call(7), encoded);
     }
 
     #[test]
@@ -136,10 +143,7 @@ mod tests {
 
     #[test]
     fn other_calls_and_malformed_input_have_no_head() {
-        let null = RpcMessage::call(1, CallHeader::new(PROGRAM, VERSION, 0))
-            .encode()
-            .unwrap();
-        assert_eq!(compound_head(&null), None);
+        assert_eq!(compound_head(&null_call(1)), None);
         let message = compound(b"tag", 1, &[OP_SEQUENCE]);
         for len in 0..message.len() - 4 {
             assert_eq!(compound_head(&message[..len]), None, "prefix {len}");

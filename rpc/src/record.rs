@@ -15,6 +15,8 @@
 //! `4 + max_record_size` bytes.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use crate::message::{HeaderPeek, peek_header};
 use thiserror::Error;
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -27,6 +29,25 @@ pub const RECORD_MARK_LEN: usize = 4;
 /// Default maximum record size: Linux's `RPCSVC_MAXPAYLOAD` (1 MiB) plus one 4 KiB page for
 /// headers, the same limit AWS's efs-proxy applies (`RPC_MAX_SIZE`).
 pub const DEFAULT_MAX_RECORD_SIZE: usize = 1024 * 1024 + 4 * 1024;
+
+/// A record mark: the length of the fragment that follows and whether it ends the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordMark {
+    pub len: usize,
+    pub last: bool,
+}
+
+impl RecordMark {
+    /// Reads the record mark at the front of `bytes`; `None` for fewer than four bytes.
+    pub fn peek(bytes: &[u8]) -> Option<RecordMark> {
+        let (mark, _) = bytes.split_first_chunk::<RECORD_MARK_LEN>()?;
+        let mark = u32::from_be_bytes(*mark);
+        Some(RecordMark {
+            len: (mark & FRAGMENT_SIZE_MASK) as usize,
+            last: mark & LAST_FRAGMENT != 0,
+        })
+    }
+}
 
 /// Why a byte stream is not a valid sequence of records.
 #[derive(Debug, Error)]
@@ -97,6 +118,11 @@ impl Record {
         self.wire.len() - RECORD_MARK_LEN
     }
 
+    /// The xid and message type, if the message starts like a call or a reply.
+    pub fn peek(&self) -> Option<HeaderPeek> {
+        peek_header(self.message())
+    }
+
     /// The RPC transaction id, if the message is long enough to carry one.
     pub fn xid(&self) -> Option<u32> {
         self.message()
@@ -156,12 +182,9 @@ impl Decoder for RecordCodec {
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Record>, RecordError> {
         loop {
-            let Some(header) = src.get(..RECORD_MARK_LEN) else {
+            let Some(RecordMark { len: size, last }) = RecordMark::peek(src) else {
                 return Ok(None);
             };
-            let mark = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
-            let size = (mark & FRAGMENT_SIZE_MASK) as usize;
-            let last = mark & LAST_FRAGMENT != 0;
 
             if size == 0 {
                 return Err(RecordError::ZeroSizeFragment);
@@ -261,14 +284,7 @@ impl Encoder<&[u8]> for RecordCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fragment(last: bool, payload: &[u8]) -> Vec<u8> {
-        let mut out = (payload.len() as u32 | if last { LAST_FRAGMENT } else { 0 })
-            .to_be_bytes()
-            .to_vec();
-        out.extend_from_slice(payload);
-        out
-    }
+    use crate::test_util::fragment;
 
     fn decode_all(codec: &mut RecordCodec, bytes: &[u8]) -> Result<Vec<Record>, RecordError> {
         let mut buf = BytesMut::from(bytes);

@@ -9,6 +9,7 @@ use efs_rpc::awsfile::{
     bind_reply, parse_bind_call, parse_bind_reply,
 };
 use efs_rpc::message::{MAX_AUTH_BYTES, MAX_AUTH_SYS_GIDS};
+use efs_rpc::test_util::fragmented;
 use efs_rpc::{
     AcceptStat, AuthFlavor, AuthStat, AuthSys, CallHeader, MessageBody, OpaqueAuth, Record,
     RecordCodec, RecordError, ReplyHeader, RpcMessage, xdr,
@@ -128,23 +129,6 @@ fn proxy_identifier() -> impl Strategy<Value = ProxyIdentifier> {
             identifier,
             incarnation,
         })
-}
-
-/// Frames `message` in fragments of the given sizes (cycled), the last one marked.
-fn fragmented(message: &[u8], sizes: &[usize]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut rest = message;
-    let mut i = 0;
-    while !rest.is_empty() {
-        let n = sizes[i % sizes.len()].clamp(1, rest.len());
-        i += 1;
-        let (piece, tail) = rest.split_at(n);
-        rest = tail;
-        let last = if rest.is_empty() { 0x8000_0000 } else { 0 };
-        out.extend((piece.len() as u32 | last).to_be_bytes());
-        out.extend(piece);
-    }
-    out
 }
 
 proptest! {

@@ -16,7 +16,7 @@ use tokio::sync::{Mutex, Semaphore};
 use tokio_util::codec::FramedRead;
 
 /// NFS program number, so calls look like NFS to every layer.
-pub const NFS_PROGRAM: u32 = 100_003;
+pub use efs_rpc::nfs4::PROGRAM as NFS_PROGRAM;
 
 /// One RPC connection with blocking-style calls.
 pub struct RpcConnection {

@@ -7,7 +7,6 @@
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use clap::Args;
@@ -15,8 +14,8 @@ use efs_proxy::Trust;
 use efs_proxy::iam::{
     CredentialSource, CredentialsError, Issued, Issuer, Service, SigningTime, names,
 };
-use efs_proxy::internal::check::{self, Expected, Plan, Report, Step, human};
-use efs_proxy::internal::upstream::ClientIdentity;
+use efs_proxy::internal::check::{self, Expected, Plan, Report, Step, StepName, human};
+use efs_proxy::internal::upstream::{ClientIdentity, TrustAnchors};
 use serde_json::json;
 
 use super::iam::{IamRunArgs, load_key};
@@ -40,7 +39,7 @@ pub struct CheckArgs {
 struct Settled {
     target: String,
     server_name: String,
-    roots: Option<Arc<rustls::RootCertStore>>,
+    anchors: TrustAnchors,
     certificate: CertificatePlan,
 }
 
@@ -67,14 +66,14 @@ pub async fn run(args: CheckArgs) -> ExitCode {
             let plan = Plan {
                 target: settled.target,
                 server_name: settled.server_name,
-                roots: settled.roots,
+                anchors: settled.anchors,
                 identity,
                 expected,
                 connect_timeout: Duration::from_secs(args.server.connect_timeout),
                 bind_timeout: Duration::from_secs(args.server.bind_timeout),
                 nfs_null: args.nfs_null,
             };
-            check::run_network(&plan, &mut report).await;
+            check::run(&plan, &mut report).await;
         }
     }
     report.skip_rest();
@@ -105,11 +104,11 @@ async fn config_step(args: &CheckArgs, report: &mut Report) -> Option<Settled> {
                 "target": settled.target,
                 "server_name": settled.server_name,
             });
-            report.push(Step::pass("config", start.elapsed(), detail).with_data(data));
+            report.push(Step::pass(StepName::Config, start.elapsed(), detail).with_data(data));
             Some(settled)
         }
         Err((detail, fix)) => {
-            report.push(Step::fail("config", start.elapsed(), detail, fix));
+            report.push(Step::fail(StepName::Config, start.elapsed(), detail, fix));
             None
         }
     }
@@ -121,9 +120,11 @@ fn config_error(detail: impl std::fmt::Display, fix: &str) -> ConfigError {
     (detail.to_string(), fix.to_string())
 }
 
-async fn settle(args: &CheckArgs) -> Result<(Settled, String), ConfigError> {
+/// The target and the server name, given or derived from `--fs-id`; true when the server
+/// name was derived.
+fn target_and_name(args: &CheckArgs) -> Result<(String, String, bool), ConfigError> {
     let iam = &args.iam;
-    let (target, server_name, derived) = match &iam.fs_id {
+    let names = match &iam.fs_id {
         None => {
             if args.server.key.is_some() && args.server.cert.is_none() {
                 return Err(config_error(
@@ -177,6 +178,7 @@ async fn settle(args: &CheckArgs) -> Result<(Settled, String), ConfigError> {
             (target, server_name, args.server.server_name.is_none())
         }
     };
+    let target = &names.0;
     match target.rsplit_once(':') {
         Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
         _ => {
@@ -186,19 +188,15 @@ async fn settle(args: &CheckArgs) -> Result<(Settled, String), ConfigError> {
             ));
         }
     }
-    efs_proxy::internal::upstream::server_name(&server_name)
+    efs_proxy::internal::upstream::server_name(&names.1)
         .map_err(|e| config_error(e, "pass a DNS name"))?;
+    Ok(names)
+}
 
-    let trust = args.server.trust();
-    let (roots, trust_text) = check::load_roots(&trust).map_err(|e| {
-        config_error(
-            e,
-            "--ca-file must be a PEM file of CA certificates (AWS's efs-utils.crt for real \
-             mount targets)",
-        )
-    })?;
-
-    let (certificate, cert_text) = match (&args.server.cert, &iam.fs_id) {
+/// The client certificate: given (`--cert`), made here for `--fs-id`, or none; and its words.
+async fn certificate_plan(args: &CheckArgs) -> Result<(CertificatePlan, String), ConfigError> {
+    let iam = &args.iam;
+    Ok(match (&args.server.cert, &iam.fs_id) {
         (Some(cert), _) => {
             // clap requires --key with --cert.
             let key = args.server.key.as_deref().unwrap_or(cert.as_path());
@@ -247,7 +245,22 @@ async fn settle(args: &CheckArgs) -> Result<(Settled, String), ConfigError> {
             )
         }
         (None, None) => (CertificatePlan::None, "none".to_string()),
-    };
+    })
+}
+
+async fn settle(args: &CheckArgs) -> Result<(Settled, String), ConfigError> {
+    let (target, server_name, derived) = target_and_name(args)?;
+    let trust = args.server.trust();
+    let anchors = TrustAnchors::load(&trust).map_err(|e| {
+        config_error(
+            e,
+            "--ca-file must be a PEM file of CA certificates (AWS's efs-utils.crt for real \
+             mount targets)",
+        )
+    })?;
+    let trust_text = check::describe_trust(&anchors);
+
+    let (certificate, cert_text) = certificate_plan(args).await?;
     let detail = format!(
         "target {target}, server name {server_name}{}, trust: {trust_text}, client certificate: \
          {cert_text}",
@@ -257,7 +270,7 @@ async fn settle(args: &CheckArgs) -> Result<(Settled, String), ConfigError> {
         Settled {
             target,
             server_name,
-            roots,
+            anchors,
             certificate,
         },
         detail,
@@ -290,14 +303,14 @@ async fn credentials_step(
     match &settled.certificate {
         CertificatePlan::None => {
             report.push(Step::skip(
-                "credentials",
+                StepName::Credentials,
                 "not used: no --fs-id, so no certificate is signed",
             ));
             Some((None, None))
         }
         CertificatePlan::Given(identity) => {
             report.push(Step::skip(
-                "credentials",
+                StepName::Credentials,
                 "not used: --cert is presented as is",
             ));
             Some((Some(identity.clone()), given_expected()))
@@ -311,7 +324,7 @@ async fn credentials_step(
         } => match issuer.issue_with(None, SigningTime::now()) {
             Ok(issued) => {
                 report.push(Step::skip(
-                    "credentials",
+                    StepName::Credentials,
                     "not used: --no-iam makes a certificate without IAM signature",
                 ));
                 Some((
@@ -321,7 +334,7 @@ async fn credentials_step(
             }
             Err(e) => {
                 report.push(Step::fail(
-                    "credentials",
+                    StepName::Credentials,
                     start.elapsed(),
                     format!("cannot make the client certificate without IAM: {e}"),
                     "check --key and the certificate options",
@@ -336,43 +349,53 @@ async fn credentials_step(
             service,
             iam: true,
         } => {
-            let profile = args.iam.fields.profile.as_deref();
-            let source =
-                CredentialSource::new(region, profile, args.iam.fields.credentials_timeout());
-            let credentials = match source.fetch().await {
-                Ok(c) => c,
-                Err(e) => {
-                    let (detail, fix) = credentials_failure(&e);
-                    report.push(Step::fail("credentials", start.elapsed(), detail, fix));
-                    return None;
-                }
-            };
-            let issued = match issuer.issue_with(Some(&credentials), SigningTime::now()) {
-                Ok(i) => i,
-                Err(e) => {
-                    report.push(Step::fail(
-                        "credentials",
-                        start.elapsed(),
-                        format!("cannot sign the certificate: {e}"),
-                        "check the credentials' source configuration",
-                    ));
-                    return None;
-                }
-            };
-            report.push(describe_credentials(&issued, profile, start.elapsed()));
-            if report
-                .steps
-                .last()
-                .is_some_and(|s| s.status != check::Status::Pass)
-            {
-                return None;
-            }
+            let identity = sign_here(args, issuer, region, start, report).await?;
             Some((
-                Some(issued.identity),
+                Some(identity),
                 Some(expected_from(fs_id, region, *service, true)),
             ))
         }
     }
+}
+
+/// Fetches AWS credentials and signs the certificate with them; the credentials line (or why
+/// not) goes into the report.
+async fn sign_here(
+    args: &CheckArgs,
+    issuer: &Issuer,
+    region: &str,
+    start: Instant,
+    report: &mut Report,
+) -> Option<ClientIdentity> {
+    let profile = args.iam.fields.profile.as_deref();
+    let source = CredentialSource::new(region, profile, args.iam.fields.credentials_timeout());
+    let credentials = match source.fetch().await {
+        Ok(c) => c,
+        Err(e) => {
+            let (detail, fix) = credentials_failure(&e);
+            report.push(Step::fail(
+                StepName::Credentials,
+                start.elapsed(),
+                detail,
+                fix,
+            ));
+            return None;
+        }
+    };
+    let issued = match issuer.issue_with(Some(&credentials), SigningTime::now()) {
+        Ok(i) => i,
+        Err(e) => {
+            report.push(Step::fail(
+                StepName::Credentials,
+                start.elapsed(),
+                format!("cannot sign the certificate: {e}"),
+                "check the credentials' source configuration",
+            ));
+            return None;
+        }
+    };
+    report.push(describe_credentials(&issued, profile, start.elapsed()));
+    report.last_passed().then_some(issued.identity)
 }
 
 /// The credentials line: source, access key id, session token presence and expiry. Never the
@@ -385,7 +408,7 @@ fn describe_credentials(issued: &Issued, profile: Option<&str>, elapsed: Duratio
     };
     let akid = issued.access_key_id.clone().unwrap_or_default();
     let signed_at = issued.certificate.signed_at;
-    let has_token = efs_proxy::internal::check::decode_client_certificate(&issued.certificate.der)
+    let has_token = efs_proxy::iam::certificate::decode(&issued.certificate.der)
         .ok()
         .and_then(|c| c.sigv4)
         .is_some_and(|s| s.session_token);
@@ -424,13 +447,13 @@ fn describe_credentials(issued: &Issued, profile: Option<&str>, elapsed: Duratio
     });
     let step = if expired {
         Step::fail(
-            "credentials",
+            StepName::Credentials,
             elapsed,
             detail,
             "refresh the credentials (aws sso login, a new session, or the role's provider)",
         )
     } else {
-        Step::pass("credentials", elapsed, detail)
+        Step::pass(StepName::Credentials, elapsed, detail)
     };
     step.with_data(data)
 }

@@ -51,9 +51,6 @@ const MAX_TRACKED_CALLS: usize = 65_536;
 /// Throughput is measured over this many one-second ticks (efs-proxy: 3 s reports).
 const RATE_WINDOW: usize = 3;
 
-const MSG_CALL: u32 = 0;
-const MSG_REPLY: u32 = 1;
-
 /// Upper bound of the memory one client connection can hold in buffers, with `legs` server
 /// connections: a read buffer per socket (up to twice a record while growing) and a write
 /// queue per socket (the limit plus one record, up to twice that allocated while a copying
@@ -151,14 +148,4 @@ where
 /// An NFSv4.1+ COMPOUND call that does not start with SEQUENCE (RFC 8881 §2.10.3.1).
 fn needs_bound_connection(record: &Record) -> bool {
     efs_rpc::nfs4::compound_head(record.message()).is_some_and(|head| head.needs_bound_connection())
-}
-
-/// The xid and message type of a record, when it is long enough to carry them.
-fn header(record: &Record) -> (Option<u32>, Option<u32>) {
-    let m = record.message();
-    let word = |at: usize| {
-        m.get(at..at + 4)
-            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    };
-    (word(0), word(4))
 }

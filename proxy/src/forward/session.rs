@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use efs_rpc::{Record, RecordCodec};
+use efs_rpc::{HeaderPeek, MessageType, Record, RecordCodec};
 use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
@@ -21,9 +21,8 @@ use tracing::{debug, info, warn};
 use super::leg::{Leg, unbook};
 use super::writer::{Hold, RecordWriter};
 use super::{
-    ForwardEnd, LegEvent, LegSource, MAX_TRACKED_CALLS, MSG_CALL, MSG_REPLY, RATE_WINDOW,
-    RECORDS_PER_POLL, SHUTDOWN_GRACE, ScalePolicy, SessionLimits, WRITE_QUEUE_LIMIT, header,
-    needs_bound_connection,
+    ForwardEnd, LegEvent, LegSource, MAX_TRACKED_CALLS, RATE_WINDOW, RECORDS_PER_POLL,
+    SHUTDOWN_GRACE, ScalePolicy, SessionLimits, WRITE_QUEUE_LIMIT, needs_bound_connection,
 };
 use crate::stats::{Direction, Stats};
 
@@ -245,10 +244,14 @@ where
 
     /// Picks the leg for a client record and books a call in flight.
     fn route_client_record(&mut self, record: &Record) -> usize {
-        let (xid, kind) = header(record);
-        if kind == Some(MSG_REPLY) {
+        let peek = record.peek();
+        if let Some(HeaderPeek {
+            xid,
+            kind: MessageType::Reply,
+        }) = peek
+        {
             // A reply to a server callback goes back where the callback came from.
-            let leg_id = xid.and_then(|xid| self.callbacks.remove(&xid));
+            let leg_id = self.callbacks.remove(&xid);
             return leg_id.and_then(|id| self.index_of(id)).unwrap_or(0);
         }
         let index = if self.legs.len() > 1 && needs_bound_connection(record) {
@@ -258,7 +261,11 @@ where
         } else {
             self.least_loaded()
         };
-        if let (Some(xid), Some(MSG_CALL)) = (xid, kind) {
+        if let Some(HeaderPeek {
+            xid,
+            kind: MessageType::Call,
+        }) = peek
+        {
             if let Some((old_leg, old_bytes)) = self.calls.remove(&xid) {
                 // A retransmission: forget the earlier copy.
                 if let Some(old) = self.index_of(old_leg) {
@@ -296,15 +303,21 @@ where
             scale.moved += len as u64;
         }
         self.server_progress = Instant::now();
-        match header(record) {
-            (Some(xid), Some(MSG_REPLY)) => {
+        match record.peek() {
+            Some(HeaderPeek {
+                xid,
+                kind: MessageType::Reply,
+            }) => {
                 if let Some((leg_id, bytes)) = self.calls.remove(&xid)
                     && let Some(i) = self.index_of(leg_id)
                 {
                     unbook(&mut self.legs[i], bytes);
                 }
             }
-            (Some(xid), Some(MSG_CALL)) if self.callbacks.len() < MAX_TRACKED_CALLS => {
+            Some(HeaderPeek {
+                xid,
+                kind: MessageType::Call,
+            }) if self.callbacks.len() < MAX_TRACKED_CALLS => {
                 self.callbacks.insert(xid, self.legs[index].id);
             }
             _ => {}

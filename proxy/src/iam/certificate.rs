@@ -1,7 +1,9 @@
 //! The IAM client certificate: efs-utils' custom extensions and the self-signed certificate
-//! around them.
+//! around them, made by [`build`] and read back by [`decode`] (for `efs-proxy check` and
+//! `cert --explain`).
 //!
-//! Layout (efs-proxy-spec.md §3), every extension non-critical, in this order:
+//! Layout (`docs/protocol.md`, from efs-utils' `certificate_utils.py`), every extension
+//! non-critical, in this order:
 //!
 //! | OID | content |
 //! |---|---|
@@ -18,6 +20,7 @@
 
 use rcgen::{CertificateParams, CustomExtension, DistinguishedName, DnType, SerialNumber};
 use rustls::pki_types::CertificateDer;
+use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::der::{self, tag};
 use super::key::ClientKey;
@@ -219,11 +222,118 @@ pub fn sign(
     Signed { request, block }
 }
 
+/// What [`decode`] reads back from a client certificate: subject, validity and the
+/// extensions. The SigV4 signature and the session token stay out (only whether a token is
+/// there), so a decoded certificate can be shown and logged.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Decoded {
+    pub subject: String,
+    pub not_before: Option<SigningTime>,
+    pub not_after: Option<SigningTime>,
+    /// Extension 7.3.
+    pub fs_id: Option<String>,
+    /// Extension 7.1.
+    pub access_point: Option<String>,
+    /// Extension 7.2, as far as it is well formed.
+    pub sigv4: Option<DecodedSigV4>,
+    /// Extension 7.4.
+    pub client_info: Option<ClientInfo>,
+}
+
+/// Extension 7.2 without its secrets: the access key id, the signing time, whether a session
+/// token is present.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodedSigV4 {
+    pub access_key_id: String,
+    pub signed_at: Option<SigningTime>,
+    pub session_token: bool,
+}
+
+/// Bytes that are not an X.509 certificate.
+#[derive(Debug, thiserror::Error)]
+#[error("not an X.509 certificate: {0}")]
+pub struct NotACertificate(#[source] Box<dyn std::error::Error + Send + Sync>);
+
+/// Decodes a client certificate's subject, validity and efs-utils extensions; the inverse of
+/// [`build`] for what it reads. Never panics: a malformed extension is absent.
+pub fn decode(cert_der: &[u8]) -> Result<Decoded, NotACertificate> {
+    let (_, cert) =
+        X509Certificate::from_der(cert_der).map_err(|e| NotACertificate(Box::new(e)))?;
+    let extension = |oid: &[u64]| {
+        cert.extensions()
+            .iter()
+            .find(|e| {
+                e.oid
+                    .iter()
+                    .is_some_and(|arcs| arcs.eq(oid.iter().copied()))
+            })
+            .map(|e| e.value)
+    };
+    let utf8 = |value: &[u8]| match der::read_tlv(value) {
+        Some((tag::UTF8_STRING, content, [])) => {
+            Some(String::from_utf8_lossy(content).into_owned())
+        }
+        _ => None,
+    };
+    let validity = cert.validity();
+    Ok(Decoded {
+        subject: cert.subject().to_string(),
+        not_before: SigningTime::from_unix(validity.not_before.timestamp()),
+        not_after: SigningTime::from_unix(validity.not_after.timestamp()),
+        fs_id: extension(OID_FS_ID).and_then(utf8),
+        access_point: extension(OID_ACCESS_POINT).and_then(utf8),
+        sigv4: extension(OID_SIGV4).map(decode_sigv4),
+        client_info: extension(OID_CLIENT_INFO).and_then(decode_client_info),
+    })
+}
+
+/// Extension 7.2, as far as it is well formed: the fields after a malformed one are absent.
+fn decode_sigv4(value: &[u8]) -> DecodedSigV4 {
+    let body = match der::read_tlv(value) {
+        Some((tag::SEQUENCE, body, _)) => body,
+        _ => &[][..],
+    };
+    let (access_key_id, rest) = match der::read_tlv(body) {
+        Some((tag::UTF8_STRING, akid, rest)) => (String::from_utf8_lossy(akid).into_owned(), rest),
+        _ => (String::new(), &[][..]),
+    };
+    let rest = match der::read_tlv(rest) {
+        Some((tag::OCTET_STRING, _signature, rest)) => rest,
+        _ => &[][..],
+    };
+    let (signed_at, rest) = match der::read_tlv(rest) {
+        Some((tag::UTC_TIME, time, rest)) => (SigningTime::parse_utc_time(time), rest),
+        _ => (None, &[][..]),
+    };
+    DecodedSigV4 {
+        access_key_id,
+        signed_at,
+        session_token: matches!(der::read_tlv(rest), Some((tag::CONTEXT_0, _, _))),
+    }
+}
+
+/// Extension 7.4: source and version.
+fn decode_client_info(value: &[u8]) -> Option<ClientInfo> {
+    let (tag::SEQUENCE, body, _) = der::read_tlv(value)? else {
+        return None;
+    };
+    let (tag::UTF8_STRING, source, rest) = der::read_tlv(body)? else {
+        return None;
+    };
+    let (tag::UTF8_STRING, version, _) = der::read_tlv(rest)? else {
+        return None;
+    };
+    Some(ClientInfo {
+        source: String::from_utf8_lossy(source).into_owned(),
+        version: String::from_utf8_lossy(version).into_owned(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The example of efs-proxy-spec.md §3.
+    /// The worked example of `docs/protocol.md` (the IAM certificate).
     #[test]
     fn extension_bytes_of_the_spec_examples() {
         assert_eq!(
@@ -248,6 +358,41 @@ mod tests {
         assert_eq!(&der[..3], &[0x30, 0x81, 0x85]);
         assert!(hex::encode(&der).contains(&format!("170d{}", hex::encode("260102030405Z"))));
         assert!(hex::encode(&der).contains("a0250c23"));
+    }
+
+    #[test]
+    fn decode_reads_back_what_build_wrote() {
+        let pem = rcgen::KeyPair::generate().unwrap().serialize_pem();
+        let key = ClientKey::from_pem(pem.as_bytes(), std::path::Path::new("k.pem")).unwrap();
+        let mut spec = CertificateSpec::new(
+            "fs-0123456789abcdef0",
+            "us-east-1",
+            super::super::Service::S3Files,
+        );
+        spec.access_point = Some("fsap-0123456789abcdef0".into());
+        let time = SigningTime::parse_amz_date("20260102T030405Z").unwrap();
+        let signed = sign(&key, &spec, time, "AKIDEXAMPLE", "secret", Some("TOKEN"));
+        let cert = build(&key, &spec, time, Some(&signed.block)).unwrap();
+        let decoded = decode(&cert.der).unwrap();
+        assert_eq!(decoded.fs_id.as_deref(), Some("fs-0123456789abcdef0"));
+        assert_eq!(decoded.access_point, spec.access_point);
+        assert_eq!(decoded.client_info, Some(ClientInfo::default()));
+        assert_eq!(
+            decoded.sigv4,
+            Some(DecodedSigV4 {
+                access_key_id: "AKIDEXAMPLE".into(),
+                signed_at: Some(time),
+                session_token: true,
+            })
+        );
+        assert_eq!(
+            (decoded.not_before, decoded.not_after),
+            (Some(cert.not_before), Some(cert.not_after))
+        );
+        let unsigned = decode(&build(&key, &spec, time, None).unwrap().der).unwrap();
+        assert_eq!(unsigned.sigv4, None);
+        let err = decode(b"\x30\x03\x02\x01").unwrap_err();
+        assert!(std::error::Error::source(&err).is_some(), "{err}");
     }
 
     #[test]

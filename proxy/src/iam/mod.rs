@@ -40,7 +40,7 @@ pub use certificate::{Certificate, ClientInfo};
 pub use credentials::{CredentialSource, CredentialsError};
 pub use issuer::{IamError, Issued, Issuer};
 pub use key::{ClientKey, KeyError};
-pub use names::{MountTargetNames, NameError};
+pub use names::{MountTargetName, MountTargetNames, NameError};
 pub use refresh::RefreshPolicy;
 pub use signing_time::SigningTime;
 

@@ -102,6 +102,53 @@ pub fn mount_target_names(
     })
 }
 
+/// A mount target name taken apart, the inverse of [`mount_target_names`]:
+/// `[az.]fs-….(efs|s3files).REGION.SUFFIX`, or a wildcard such as
+/// `*.efs.us-east-1.amazonaws.com` (no file system id). What a server certificate names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountTargetName {
+    pub fs_id: Option<String>,
+    pub service: Service,
+    pub region: String,
+}
+
+impl std::fmt::Display for MountTargetName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.fs_id {
+            Some(fs) => write!(f, "{fs} ({}, {})", self.service.dns_label(), self.region),
+            None => write!(f, "{} in {}", self.service.dns_label(), self.region),
+        }
+    }
+}
+
+/// Parses a mount target's DNS name or server name; `None` for other names.
+pub fn parse_mount_target_name(name: &str) -> Option<MountTargetName> {
+    let labels: Vec<&str> = name.trim_end_matches('.').split('.').collect();
+    // The service label needs a region after it and a suffix after that.
+    for i in 0..labels.len().saturating_sub(2) {
+        let service = match labels[i] {
+            "efs" => Service::Efs,
+            "s3files" => Service::S3Files,
+            _ => continue,
+        };
+        let region = labels[i + 1];
+        if check_region(region).is_err() {
+            continue;
+        }
+        let fs_id = i
+            .checked_sub(1)
+            .map(|j| labels[j])
+            .filter(|l| check_fs_id(l).is_ok())
+            .map(str::to_string);
+        return Some(MountTargetName {
+            fs_id,
+            service,
+            region: region.to_string(),
+        });
+    }
+    None
+}
+
 fn is_hex_id(s: &str, prefix: &str) -> bool {
     s.strip_prefix(prefix).is_some_and(|hex| {
         (8..=40).contains(&hex.len())
@@ -245,6 +292,20 @@ mod tests {
             n.server_name,
             "fs-0123456789abcdef0.efs.us-east-1.example.test"
         );
+    }
+
+    #[test]
+    fn mount_target_names_are_taken_apart() {
+        let n = parse_mount_target_name("use1-az1.fs-0123456789abcdef0.s3files.us-east-1.on.aws")
+            .unwrap();
+        assert_eq!(n.fs_id.as_deref(), Some("fs-0123456789abcdef0"));
+        assert_eq!(n.service, Service::S3Files);
+        assert_eq!(n.region, "us-east-1");
+        let n = parse_mount_target_name("*.efs.eu-west-3.amazonaws.com").unwrap();
+        assert_eq!((n.fs_id, n.region.as_str()), (None, "eu-west-3"));
+        assert!(parse_mount_target_name("nlb-123.elb.us-east-1.amazonaws.com").is_none());
+        assert!(parse_mount_target_name("localhost").is_none());
+        assert!(parse_mount_target_name("efs.us-east-1").is_none());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Keeps the client certificate fresh inside the proxy, without efs-utils' watchdog.
 //!
 //! A certificate matters only during a TLS handshake, so replacing it affects new server
-//! connections only; open ones keep theirs (see [`TlsConfigHandle`]). The next refresh is
+//! connections only; open ones keep theirs (see `TlsConfigHandle`). The next refresh is
 //! due a margin before the earlier of the certificate's expiry and the credentials' expiry
 //! (temporary credentials cannot sign for a handshake after they expire). If the margin has
 //! already begun (the provider handed back the same soon-to-expire credentials, or a

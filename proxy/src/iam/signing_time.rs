@@ -32,6 +32,14 @@ impl SigningTime {
         Self::from_offset(OffsetDateTime::from_unix_timestamp(clamped).unwrap_or(max))
     }
 
+    /// Seconds since the Unix epoch, as X.509 validity times are read; `None` before 1970.
+    pub fn from_unix(seconds: i64) -> Option<Self> {
+        let since = std::time::Duration::from_secs(u64::try_from(seconds).ok()?);
+        Some(Self::from_system_time(
+            SystemTime::UNIX_EPOCH.checked_add(since)?,
+        ))
+    }
+
     fn from_offset(t: OffsetDateTime) -> Self {
         let utc = t.to_offset(time::UtcOffset::UTC);
         // Dropping nanoseconds cannot fail: 0 is always in range.
@@ -110,6 +118,22 @@ impl SigningTime {
         )
     }
 
+    /// Reads ASN.1 UTCTime content, the inverse of [`utc_time`](Self::utc_time) (years 50–99
+    /// are 19xx); `None` for anything else, whatever the bytes.
+    pub fn parse_utc_time(bytes: &[u8]) -> Option<Self> {
+        // Checked as bytes first: slicing a `str` at 12 would panic inside a multi-byte
+        // character.
+        let [digits @ .., b'Z'] = bytes else {
+            return None;
+        };
+        if digits.len() != 12 || !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let text = std::str::from_utf8(bytes).ok()?;
+        let century = if bytes[0] >= b'5' { "19" } else { "20" };
+        Self::parse_amz_date(&format!("{century}{}T{}", &text[..6], &text[6..])).ok()
+    }
+
     /// RFC 3339, for logs and `--explain`.
     pub fn rfc3339(&self) -> String {
         self.0.format(&Rfc3339).unwrap_or_else(|_| self.amz_date())
@@ -149,6 +173,29 @@ impl std::fmt::Display for SigningTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utc_times_are_parsed_without_panicking_on_any_bytes() {
+        let t = SigningTime::parse_utc_time(b"491231235959Z").unwrap();
+        assert_eq!(
+            (t.amz_date(), t.utc_time()),
+            ("20491231T235959Z".into(), "491231235959Z".into())
+        );
+        let t = SigningTime::parse_utc_time(b"500101000000Z").unwrap();
+        assert_eq!(t.amz_date(), "19500101T000000Z");
+        // A multi-byte character across byte 12 used to panic (`str` slicing).
+        for bad in [
+            "12345678901é".as_bytes(),
+            &b"1234567890\xc3\xa9Z"[..],
+            b"1234567890123",
+            b"12345678901Z",
+            b"991332235959Z",
+            b"",
+            b"Z",
+        ] {
+            assert!(SigningTime::parse_utc_time(bad).is_none(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn a_system_time_past_year_9999_is_clamped_not_a_panic() {
