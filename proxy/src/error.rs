@@ -12,10 +12,15 @@ use thiserror::Error;
 
 /// The layer of the server connection where a failure happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Layer {
+    /// Resolving the target's host name.
     Dns,
+    /// Opening the TCP connection.
     Tcp,
+    /// The TLS handshake (server certificate, client certificate).
     Tls,
+    /// The AWSFILE `bind_client_to_partition` exchange.
     Bind,
 }
 
@@ -32,7 +37,9 @@ impl std::fmt::Display for Layer {
 
 /// Why a connection to the mount target could not be opened.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum ConnectError {
+    /// The resolver failed for the target's host name.
     #[error(
         "dns: cannot resolve {target}: {source}; check the target host name (for S3 Files: \
          {{az_id}}.{{fs_id}}.s3files.{{region}}.on.aws, or the NLB's DNS name) and the resolver"
@@ -42,30 +49,41 @@ pub enum ConnectError {
         #[source]
         source: io::Error,
     },
+    /// The resolver did not answer in time.
     #[error(
         "dns: resolving {target} took longer than {timeout:?}: check the resolver \
          (/etc/resolv.conf nameservers reachable?) or give --target as an IP address"
     )]
     ResolveTimeout { target: String, timeout: Duration },
+    /// The host name resolved, to no address.
     #[error("dns: {target} resolved to no addresses; check the target host name")]
     NoAddresses { target: String },
+    /// Every address refused or failed the TCP connection; `attempts` lists each one's error.
     #[error(
         "tcp: connect to {target} failed ({attempts}): check that the mount target or NLB is \
          reachable and that its security group allows TCP 2049 from this host"
     )]
     Tcp { target: String, attempts: String },
+    /// No address answered the TCP connection in time.
     #[error(
         "tcp: connect to {target} timed out after {timeout:?}: the address does not answer \
          (firewall, security group or network ACL dropping TCP 2049?)"
     )]
     TcpTimeout { target: String, timeout: Duration },
-    #[error("tls: handshake with {server_name} at {addr} failed: {reason}; {hint}")]
+    /// The TLS handshake failed; `source` is the I/O error carrying rustls' error, and the
+    /// message quotes it with the server's text escaped.
+    #[error(
+        "tls: handshake with {server_name} at {addr} failed: {}; {hint}",
+        failure_text(.source)
+    )]
     Tls {
         server_name: String,
         addr: SocketAddr,
-        reason: String,
+        #[source]
+        source: io::Error,
         hint: &'static str,
     },
+    /// The TLS handshake did not finish in time.
     #[error(
         "tls: handshake with {server_name} at {addr} timed out after {timeout:?}: is the target \
          a TLS endpoint (EFS/S3 Files port 2049 through the NLB)?"
@@ -75,6 +93,7 @@ pub enum ConnectError {
         addr: SocketAddr,
         timeout: Duration,
     },
+    /// The connection opened, but the AWSFILE bind failed.
     #[error("bind: {0}")]
     Bind(#[from] BindError),
 }
@@ -95,25 +114,33 @@ impl ConnectError {
 
 /// Why `bind_client_to_partition` did not produce a decoded reply.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum BindError {
     /// The server answered with an RPC-level refusal or bytes that are not a bind reply. A
     /// plain NFS server answers PROG_UNAVAIL: the proxy then forwards without bind.
     #[error("the server refused or did not understand bind_client_to_partition: {0}")]
     Rpc(#[from] ReplyError),
+    /// The server answered another call than the bind.
     #[error("the reply's xid {got:#010x} does not match the call's {sent:#010x}")]
     XidMismatch { sent: u32, got: u32 },
+    /// The reply's record marking is broken, or the connection failed mid-record.
     #[error("the reply is not a valid RPC record: {0}")]
     Record(#[from] RecordError),
+    /// The server closed the connection instead of answering.
     #[error(
         "the server closed the connection instead of answering; if the target is an EFS or S3 \
          Files mount target, its IAM policy or the client certificate was refused"
     )]
     Closed,
+    /// No reply within the bind timeout.
     #[error("no reply within {0:?}; check that the target speaks NFS/AWSFILE on this port")]
     Timeout(Duration),
-    #[error("{reason}; {hint}")]
+    /// Reading or writing failed: a TLS alert (`tls`), or a broken connection. The message
+    /// quotes `source` with the server's text escaped.
+    #[error("{}; {hint}", failure_text(.source))]
     Io {
-        reason: String,
+        #[source]
+        source: io::Error,
         hint: &'static str,
         /// The failure is a TLS error (such as the server's alert refusing our certificate),
         /// not a broken connection.
@@ -128,17 +155,16 @@ impl From<io::Error> for BindError {
         if err.kind() == io::ErrorKind::UnexpectedEof {
             return BindError::Closed;
         }
-        let (reason, hint) = tls_hint(&err);
         let is_tls = err
             .get_ref()
             .is_some_and(|e| e.downcast_ref::<rustls::Error>().is_some());
         let hint = if is_tls {
-            hint
+            next_step(&err)
         } else {
             "the connection failed during bind; check the network path to the target"
         };
         BindError::Io {
-            reason,
+            source: err,
             hint,
             tls: is_tls,
         }
@@ -168,20 +194,39 @@ impl BindError {
     }
 }
 
-/// Maps a rustls failure to the operator's next step.
+/// The text of an I/O error on the server leg, for one log line: a rustls error's text has
+/// its control characters escaped (the names a server certificate presents are the server's
+/// text); any other error is its own text.
+pub(crate) fn failure_text(err: &io::Error) -> String {
+    match err
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+    {
+        Some(tls) => crate::files::escape_controls(&tls.to_string()).into_owned(),
+        None => err.to_string(),
+    }
+}
+
+/// [`failure_text`] and [`next_step`] together (for `check`).
+#[cfg(feature = "cli")]
 pub(crate) fn tls_hint(err: &io::Error) -> (String, &'static str) {
+    (failure_text(err), next_step(err))
+}
+
+/// Maps a rustls failure (or a connection broken during the handshake) to the operator's
+/// next step.
+pub(crate) fn next_step(err: &io::Error) -> &'static str {
     use rustls::{AlertDescription, CertificateError, Error as TlsError};
     let Some(tls) = err.get_ref().and_then(|e| e.downcast_ref::<TlsError>()) else {
-        let hint = match err.kind() {
+        return match err.kind() {
             io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => {
                 "the server closed the connection during the handshake: is the target a TLS \
                  endpoint, and does it accept this client certificate?"
             }
             _ => "check the network path to the target",
         };
-        return (err.to_string(), hint);
     };
-    let hint = match tls {
+    match tls {
         TlsError::InvalidCertificate(CertificateError::NotValidForName)
         | TlsError::InvalidCertificate(CertificateError::NotValidForNameContext { .. }) => {
             "the server certificate does not name the expected server: --server-name must be the \
@@ -215,18 +260,15 @@ pub(crate) fn tls_hint(err: &io::Error) -> (String, &'static str) {
             "the server does not speak TLS on this port (a plain NFS server?)"
         }
         _ => "check the TLS settings (--ca-file, --server-name, --cert, --key)",
-    };
-    // The names a server certificate presents are the server's text.
-    (
-        crate::files::escape_controls(&tls.to_string()).into_owned(),
-        hint,
-    )
+    }
 }
 
 /// Why the proxy could not start.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum StartError {
-    // The cause is left to the error chain (`{:#}` prints it once, after the hint).
+    /// The listening socket could not be bound. The cause is left to the error chain (`{:#}`
+    /// prints it once, after the hint).
     #[error(
         "cannot listen on {addr} (is another program using this port? choose another with \
          --listen, or `accept` in a drop-in config; port 0 picks a free one)"
@@ -236,6 +278,7 @@ pub enum StartError {
         #[source]
         source: io::Error,
     },
+    /// The listen address is not loopback and remote clients were not allowed.
     #[error(
         "refusing to listen on {addr}: it is not a loopback address, and every connection to \
          it gets an NFS session signed with this host's IAM identity; listen on 127.0.0.1 or \
@@ -243,8 +286,56 @@ pub enum StartError {
          is trusted"
     )]
     RemoteListen { addr: SocketAddr },
+    /// The TLS settings (CA file, certificate, key, server name) are unusable.
     #[error(transparent)]
     Tls(#[from] crate::upstream::tls::TlsSetupError),
+    /// The IAM client certificate could not be made.
     #[error("cannot make the client certificate: {0}")]
     Iam(#[from] crate::iam::IamError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn a_broken_connection_during_bind_keeps_its_io_error() {
+        let err = BindError::from(io::Error::new(io::ErrorKind::ConnectionReset, "reset"));
+        let source = err.source().and_then(|s| s.downcast_ref::<io::Error>());
+        assert_eq!(
+            source.map(io::Error::kind),
+            Some(io::ErrorKind::ConnectionReset)
+        );
+        assert_eq!(
+            err.to_string(),
+            "reset; the connection failed during bind; check the network path to the target"
+        );
+        assert!(err.is_broken_connection());
+    }
+
+    /// rustls' error stays reachable (through the io::Error) while the message escapes the
+    /// server's text in it.
+    #[test]
+    fn a_tls_alert_during_bind_is_quoted_escaped_and_kept() {
+        let alert = rustls::Error::AlertReceived(rustls::AlertDescription::BadCertificate);
+        let err = BindError::from(io::Error::new(io::ErrorKind::InvalidData, alert));
+        let kept = err
+            .source()
+            .and_then(|s| s.downcast_ref::<io::Error>())
+            .and_then(|e| e.get_ref())
+            .and_then(|e| e.downcast_ref::<rustls::Error>());
+        assert!(
+            matches!(kept, Some(rustls::Error::AlertReceived(_))),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("rejected our client certificate"),
+            "{err}"
+        );
+        assert!(!err.is_broken_connection());
+
+        let forged = io::Error::other(rustls::Error::General("x\nERROR forged".into()));
+        assert!(!failure_text(&forged).contains('\n'));
+    }
 }

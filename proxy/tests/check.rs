@@ -9,164 +9,71 @@
 //! name the resolver refuses locally (a label over 63 characters), so nothing leaves
 //! 127.0.0.0/8.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
+use efs_proxy_tests::bed::{AKID, FS_ID as FS, REGION, SECRET, iam_verifier};
 use efs_proxy_tests::process::run_to_exit_with_env;
-use efs_proxy_tests::{
-    Backend, BindBehaviour, FakeMountTarget, IamVerifier, MountTargetConfig, PkiFiles, Responder,
-    SERVER_NAME, ServerTls, TestPki,
-};
+use efs_proxy_tests::{BindBehaviour, ProxyArgs, Responder, SERVER_NAME, TestBed};
 use efs_rpc::{AuthStat, ReplyHeader, RpcMessage};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-const FS: &str = "fs-0123456789abcdef0";
 const OTHER_FS: &str = "fs-0fedcba987654321";
-const REGION: &str = "us-east-1";
-const AKID: &str = "AKIDEXAMPLE";
-const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
 const TOKEN: &str = "IQoJb3JpZ2luX2VjEJr//////////wEaCXVzLWVhc3QtMSJHMEUCIQDcheck+token/x=";
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_efs-proxy"))
 }
 
-fn vectors() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/iam")
-}
-
-fn verifier() -> IamVerifier {
-    IamVerifier {
-        secret_access_key: SECRET.into(),
-        service: "s3files".into(),
-        region: REGION.into(),
-        fs_id: FS.into(),
-        access_key_id: Some(AKID.into()),
-    }
-}
-
-struct World {
-    target: FakeMountTarget,
-    files: PkiFiles,
-    dir: tempfile::TempDir,
-}
-
-impl World {
-    /// A fake S3 Files mount target for `FS`: TLS (unless `plaintext`), READY, echo backend,
-    /// and the IAM check when `iam`.
-    async fn new(plaintext: bool, iam: bool, backend: Responder) -> World {
-        let dir = tempfile::tempdir().unwrap();
-        let pki = TestPki::generate(&[SERVER_NAME]).unwrap();
-        let files = pki.write(&dir.path().join("pki")).unwrap();
-        let tls = (!plaintext).then(|| ServerTls {
-            chain: vec![pki.server.cert_der.clone()],
-            key: pki.server.private_key(),
-            require_client_cert: true,
-        });
-        let target = FakeMountTarget::start(
-            "127.0.0.1:0".parse().unwrap(),
-            MountTargetConfig {
-                tls,
-                bind: BindBehaviour::ready(0x5a),
-                backend: Backend::Responder(backend),
-                max_record_size: efs_rpc::DEFAULT_MAX_RECORD_SIZE,
-                iam: iam.then(verifier),
-            },
-        )
+/// A fake S3 Files mount target for `FS`: TLS, READY, echo backend, and the IAM check.
+async fn iam_bed() -> TestBed {
+    TestBed::builder()
+        .bind(BindBehaviour::ready(0x5a))
+        .iam(iam_verifier("s3files"))
+        .start()
         .await
-        .unwrap();
-        World { target, files, dir }
-    }
+}
 
-    async fn iam() -> World {
-        World::new(false, true, Responder::Echo).await
-    }
+/// The same mount target without TLS and IAM, answering NFS with `responder`.
+async fn plaintext_bed(responder: Responder) -> TestBed {
+    TestBed::builder()
+        .bind(BindBehaviour::ready(0x5a))
+        .plaintext()
+        .responder(responder)
+        .start()
+        .await
+}
 
-    /// The vectors' RSA-3072 key (generating one per check would be slow unoptimized).
-    fn key(&self) -> String {
-        let path = self.dir.path().join("key.pem");
-        if !path.exists() {
-            std::fs::copy(vectors().join("test-key-rsa3072.pem"), &path).unwrap();
-        }
-        path.to_str().unwrap().to_string()
-    }
+/// `check` with IAM for `FS` on S3 Files, to this target, with the vectors' RSA-3072 key
+/// (generating one per check would be slow unoptimized), plus `extra`.
+fn iam_args(bed: &TestBed, extra: &[&str]) -> ProxyArgs {
+    with_timeouts(bed.check_with_iam().with("--key", bed.rsa_key())).and(extra)
+}
 
-    /// `check` with IAM for `FS` on S3 Files, to this target, plus `extra`.
-    fn iam_args(&self, extra: &[&str]) -> Vec<String> {
-        let target = self.target.addr().to_string();
-        let key = self.key();
-        let mut args = vec![
-            "check",
-            "--fs-id",
-            FS,
-            "--region",
-            REGION,
-            "--service",
-            "s3files",
-            "--target",
-            &target,
-            "--ca-file",
-            self.files.ca.to_str().unwrap(),
-            "--key",
-            &key,
-            "--connect-timeout",
-            "2",
-            "--bind-timeout",
-            "2",
-        ];
-        args.extend_from_slice(extra);
-        args.into_iter().map(String::from).collect()
-    }
+/// `check` with the test PKI's plain client certificate (no IAM), to `target`.
+fn cert_args(bed: &TestBed, target: &str) -> ProxyArgs {
+    with_timeouts(bed.check_with_cert().with("--target", target))
+}
 
-    /// `check` with the test PKI's plain client certificate (no IAM), to `target`.
-    fn cert_args(&self, target: &str) -> Vec<String> {
-        [
-            "check",
-            "--target",
-            target,
-            "--server-name",
-            SERVER_NAME,
-            "--ca-file",
-            self.files.ca.to_str().unwrap(),
-            "--cert",
-            self.files.client_cert.to_str().unwrap(),
-            "--key",
-            self.files.client_key.to_str().unwrap(),
-            "--connect-timeout",
-            "2",
-            "--bind-timeout",
-            "2",
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect()
-    }
+fn with_timeouts(args: ProxyArgs) -> ProxyArgs {
+    args.with("--connect-timeout", "2")
+        .with("--bind-timeout", "2")
+}
 
-    /// A HOME without ~/.aws, IMDS off, and the test credentials (with a session token).
-    fn env(&self, credentials: bool) -> Vec<(&str, &str)> {
-        let mut env = vec![
-            ("HOME", self.dir.path().to_str().unwrap()),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-        ];
-        if credentials {
-            env.extend([
-                ("AWS_ACCESS_KEY_ID", AKID),
-                ("AWS_SECRET_ACCESS_KEY", SECRET),
-                ("AWS_SESSION_TOKEN", TOKEN),
-            ]);
-        }
-        env
-    }
+/// The bed's environment, with the test credentials (with a session token) when asked.
+fn env(bed: &TestBed, credentials: bool) -> Vec<(&str, &str)> {
+    let given = [
+        ("AWS_ACCESS_KEY_ID", AKID),
+        ("AWS_SECRET_ACCESS_KEY", SECRET),
+        ("AWS_SESSION_TOKEN", TOKEN),
+    ];
+    bed.env(if credentials { &given } else { &[] })
 }
 
 /// `args` with `key`'s value replaced, or `key value` appended.
-fn with(mut args: Vec<String>, key: &str, value: &str) -> Vec<String> {
-    match args.iter().position(|a| a == key) {
-        Some(i) => args[i + 1] = value.to_string(),
-        None => args.extend([key.to_string(), value.to_string()]),
-    }
-    args
+fn with(args: ProxyArgs, key: &str, value: &str) -> ProxyArgs {
+    args.with(key, value)
 }
 
 struct Outcome {
@@ -250,8 +157,8 @@ async fn check(args: &[String], env: &[(&str, &str)]) -> Outcome {
 
 #[tokio::test]
 async fn every_step_passes_with_an_iam_certificate_and_an_nfs_null_call() {
-    let world = World::iam().await;
-    let out = check(&world.iam_args(&["--nfs-null"]), &world.env(true)).await;
+    let world = iam_bed().await;
+    let out = check(&iam_args(&world, &["--nfs-null"]), &env(&world, true)).await;
     assert_eq!(out.code, Some(0), "{}", out.all());
     for step in [
         "config",
@@ -313,8 +220,12 @@ async fn every_step_passes_with_an_iam_certificate_and_an_nfs_null_call() {
 
 #[tokio::test]
 async fn json_report_parses_and_carries_each_steps_facts() {
-    let world = World::iam().await;
-    let out = check(&world.iam_args(&["--nfs-null", "--json"]), &world.env(true)).await;
+    let world = iam_bed().await;
+    let out = check(
+        &iam_args(&world, &["--nfs-null", "--json"]),
+        &env(&world, true),
+    )
+    .await;
     assert_eq!(out.code, Some(0), "{}", out.all());
     let report: serde_json::Value = serde_json::from_str(&out.stdout).expect("one JSON document");
     assert_eq!(report["ok"], true);
@@ -371,8 +282,8 @@ async fn json_report_parses_and_carries_each_steps_facts() {
     let addr = closed.local_addr().unwrap().to_string();
     drop(closed);
     let out = check(
-        &with(world.iam_args(&["--json"]), "--target", &addr),
-        &world.env(true),
+        &with(iam_args(&world, &["--json"]), "--target", &addr),
+        &env(&world, true),
     )
     .await;
     assert_eq!(out.code, Some(1));
@@ -394,10 +305,10 @@ async fn json_report_parses_and_carries_each_steps_facts() {
 
 #[tokio::test]
 async fn plain_nfs_server_is_named_with_the_access_denied_explanation() {
-    let world = World::new(true, false, Responder::Echo).await;
+    let world = plaintext_bed(Responder::Echo).await;
     let out = check(
-        &world.cert_args(&world.target.addr().to_string()),
-        &world.env(false),
+        &cert_args(&world, &world.target.addr().to_string()),
+        &env(&world, false),
     )
     .await;
     out.assert_failed(
@@ -444,9 +355,9 @@ async fn access_denying_nfs_server() -> std::net::SocketAddr {
 
 #[tokio::test]
 async fn plain_nfs_refusal_is_reported_as_access_denied() {
-    let world = World::iam().await;
+    let world = iam_bed().await;
     let addr = access_denying_nfs_server().await.to_string();
-    let out = check(&world.cert_args(&addr), &world.env(false)).await;
+    let out = check(&cert_args(&world, &addr), &env(&world, false)).await;
     out.assert_failed(
         "tls",
         &[
@@ -462,7 +373,7 @@ async fn plain_nfs_refusal_is_reported_as_access_denied() {
 
 #[tokio::test]
 async fn a_peer_that_is_not_tls_is_named_with_what_it_sent() {
-    let world = World::iam().await;
+    let world = iam_bed().await;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     tokio::spawn(async move {
@@ -475,7 +386,7 @@ async fn a_peer_that_is_not_tls_is_named_with_what_it_sent() {
             let _ = stream.shutdown().await;
         }
     });
-    let out = check(&world.cert_args(&addr), &world.env(false)).await;
+    let out = check(&cert_args(&world, &addr), &env(&world, false)).await;
     out.assert_failed(
         "tls",
         &[
@@ -492,10 +403,10 @@ async fn a_peer_that_is_not_tls_is_named_with_what_it_sent() {
 #[tokio::test]
 async fn a_plaintext_target_that_answers_nothing_is_no_tls() {
     // The fake target without TLS, whose backend never answers: neither TLS nor NFS.
-    let world = World::new(true, false, Responder::Silent).await;
+    let world = plaintext_bed(Responder::Silent).await;
     let out = check(
-        &world.cert_args(&world.target.addr().to_string()),
-        &world.env(false),
+        &cert_args(&world, &world.target.addr().to_string()),
+        &env(&world, false),
     )
     .await;
     out.assert_failed(
@@ -512,8 +423,8 @@ async fn a_plaintext_target_that_answers_nothing_is_no_tls() {
 
 #[tokio::test]
 async fn a_certificate_without_iam_signature_is_tls_without_iam() {
-    let world = World::iam().await;
-    let out = check(&world.iam_args(&["--no-iam"]), &world.env(false)).await;
+    let world = iam_bed().await;
+    let out = check(&iam_args(&world, &["--no-iam"]), &env(&world, false)).await;
     assert!(out.line("credentials").starts_with("— "), "{}", out.all());
     assert!(out.line("tls").starts_with("✓ "), "{}", out.all());
     assert!(
@@ -535,10 +446,10 @@ async fn a_certificate_without_iam_signature_is_tls_without_iam() {
 
 #[tokio::test]
 async fn a_plain_client_certificate_is_tls_without_iam() {
-    let world = World::iam().await;
+    let world = iam_bed().await;
     let out = check(
-        &world.cert_args(&world.target.addr().to_string()),
-        &world.env(false),
+        &cert_args(&world, &world.target.addr().to_string()),
+        &env(&world, false),
     )
     .await;
     out.assert_failed(
@@ -555,12 +466,12 @@ async fn a_plain_client_certificate_is_tls_without_iam() {
 
 #[tokio::test]
 async fn an_unresolvable_name_is_unreachable_at_dns() {
-    let world = World::iam().await;
+    let world = iam_bed().await;
     // A label over 63 characters: the resolver refuses it without sending a query.
     let name = format!("{}.invalid:2049", "n".repeat(70));
     let out = check(
-        &with(world.iam_args(&[]), "--target", &name),
-        &world.env(true),
+        &with(iam_args(&world, &[]), "--target", &name),
+        &env(&world, true),
     )
     .await;
     out.assert_failed(
@@ -575,13 +486,13 @@ async fn an_unresolvable_name_is_unreachable_at_dns() {
 
 #[tokio::test]
 async fn a_refused_connection_is_unreachable_at_tcp() {
-    let world = World::iam().await;
+    let world = iam_bed().await;
     let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = closed.local_addr().unwrap();
     drop(closed);
     let out = check(
-        &with(world.iam_args(&[]), "--target", &addr.to_string()),
-        &world.env(true),
+        &with(iam_args(&world, &[]), "--target", &addr.to_string()),
+        &env(&world, true),
     )
     .await;
     out.assert_failed(
@@ -596,7 +507,7 @@ async fn a_refused_connection_is_unreachable_at_tcp() {
 
 #[tokio::test]
 async fn a_silent_address_is_unreachable_with_the_security_group_fix() {
-    let world = World::iam().await;
+    let world = iam_bed().await;
     // A listener with a full accept queue drops further SYNs, as a security group does.
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     socket
@@ -617,11 +528,11 @@ async fn a_silent_address_is_unreachable_with_the_security_group_fix() {
         }
     }
     let args = with(
-        with(world.iam_args(&[]), "--target", &addr.to_string()),
+        with(iam_args(&world, &[]), "--target", &addr.to_string()),
         "--connect-timeout",
         "1",
     );
-    let out = check(&args, &world.env(true)).await;
+    let out = check(&args, &env(&world, true)).await;
     out.assert_failed(
         "tcp",
         &[
@@ -637,14 +548,14 @@ async fn a_silent_address_is_unreachable_with_the_security_group_fix() {
 
 #[tokio::test]
 async fn a_certificate_for_another_file_system_is_refused_at_bind() {
-    let world = World::iam().await;
+    let world = iam_bed().await;
     // The server name given, so TLS passes and the mount target itself judges the fs id.
     let args = with(
-        world.iam_args(&["--server-name", SERVER_NAME]),
+        iam_args(&world, &["--server-name", SERVER_NAME]),
         "--fs-id",
         OTHER_FS,
     );
-    let out = check(&args, &world.env(true)).await;
+    let out = check(&args, &env(&world, true)).await;
     out.assert_failed(
         "bind",
         &[
@@ -660,13 +571,13 @@ async fn a_certificate_for_another_file_system_is_refused_at_bind() {
 
 #[tokio::test]
 async fn a_signature_for_another_region_is_refused_at_bind() {
-    let world = World::iam().await;
+    let world = iam_bed().await;
     let args = with(
-        world.iam_args(&["--server-name", SERVER_NAME]),
+        iam_args(&world, &["--server-name", SERVER_NAME]),
         "--region",
         "us-west-2",
     );
-    let out = check(&args, &world.env(true)).await;
+    let out = check(&args, &env(&world, true)).await;
     assert!(
         out.line("tls").contains("note: the certificate names"),
         "{}",
@@ -687,10 +598,10 @@ async fn a_signature_for_another_region_is_refused_at_bind() {
 
 #[tokio::test]
 async fn a_derived_name_for_another_region_fails_at_tls() {
-    let world = World::iam().await;
+    let world = iam_bed().await;
     let out = check(
-        &with(world.iam_args(&[]), "--region", "us-west-2"),
-        &world.env(true),
+        &with(iam_args(&world, &[]), "--region", "us-west-2"),
+        &env(&world, true),
     )
     .await;
     out.assert_failed(
@@ -711,8 +622,8 @@ async fn a_derived_name_for_another_region_fails_at_tls() {
 
 #[tokio::test]
 async fn missing_credentials_fail_the_credentials_step() {
-    let world = World::iam().await;
-    let out = check(&world.iam_args(&[]), &world.env(false)).await;
+    let world = iam_bed().await;
+    let out = check(&iam_args(&world, &[]), &env(&world, false)).await;
     out.assert_failed(
         "credentials",
         &[
@@ -725,9 +636,9 @@ async fn missing_credentials_fail_the_credentials_step() {
 
 #[tokio::test]
 async fn a_missing_ca_file_fails_the_configuration_step() {
-    let world = World::iam().await;
-    let args = with(world.iam_args(&[]), "--ca-file", "/nonexistent/ca.pem");
-    let out = check(&args, &world.env(true)).await;
+    let world = iam_bed().await;
+    let args = with(iam_args(&world, &[]), "--ca-file", "/nonexistent/ca.pem");
+    let out = check(&args, &env(&world, true)).await;
     out.assert_failed(
         "config",
         &["/nonexistent/ca.pem", "--ca-file must be a PEM file"],
@@ -736,12 +647,12 @@ async fn a_missing_ca_file_fails_the_configuration_step() {
 
 #[tokio::test]
 async fn usage_errors_exit_with_status_2() {
-    let world = World::iam().await;
-    let out = check(&["check".to_string()], &world.env(false)).await;
+    let world = iam_bed().await;
+    let out = check(&["check".to_string()], &env(&world, false)).await;
     assert_eq!(out.code, Some(2), "{}", out.all());
     let out = check(
         &["check".into(), "--fs-id".into(), FS.into()],
-        &world.env(false),
+        &env(&world, false),
     )
     .await;
     assert_eq!(out.code, Some(2), "{}", out.all());

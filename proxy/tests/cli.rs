@@ -1,11 +1,18 @@
-//! The command line's contract with scripts. (Also makes `cargo test` build the `efs-proxy`
-//! binary that the workspace's integration tests run.)
+//! The command line's contract with scripts: `--help` names every option, and a command line
+//! the proxy refuses gets one message naming what is wrong, with exit status 2 (a usage error)
+//! or 1 (a combination it cannot serve). (Also makes `cargo test` build the `efs-proxy` binary
+//! that the workspace's integration tests run.)
 
 use std::process::Command;
 
+/// `efs-proxy ARGS` with nothing of the machine's AWS settings (a cleared environment but
+/// `PATH`, instance metadata off): exit status, stdout, stderr.
 fn efs_proxy(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_efs-proxy"))
         .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
         .output()
         .expect("run efs-proxy");
     (
@@ -15,54 +22,95 @@ fn efs_proxy(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Options each subcommand's `--help` must name.
+const HELP: [(&str, &[&str]); 3] = [
+    (
+        "run",
+        &[
+            "--target",
+            "--server-name",
+            "--listen",
+            "--ca-file",
+            "--cert",
+            "--key",
+            "--no-verify",
+            "--log-level",
+        ],
+    ),
+    (
+        "run",
+        &[
+            "--fs-id",
+            "--region",
+            "--service",
+            "--access-point",
+            "--profile",
+            "--az-id",
+            "--key",
+            "--no-iam",
+        ],
+    ),
+    (
+        "cert",
+        &[
+            "--fs-id",
+            "--region",
+            "--service",
+            "--key",
+            "--time",
+            "--access-point",
+            "--common-name",
+            "--client-source",
+            "--client-version",
+            "--out",
+            "--explain",
+        ],
+    ),
+];
+
 #[test]
-fn run_help_documents_every_option() {
-    let (code, stdout, _) = efs_proxy(&["run", "--help"]);
-    assert_eq!(code, 0);
-    for option in [
-        "--target",
-        "--server-name",
-        "--listen",
-        "--ca-file",
-        "--cert",
-        "--key",
-        "--no-verify",
-        "--log-level",
-    ] {
-        assert!(stdout.contains(option), "{option} missing from:\n{stdout}");
+fn help_documents_every_option() {
+    for (subcommand, options) in HELP {
+        let (code, stdout, _) = efs_proxy(&[subcommand, "--help"]);
+        assert_eq!(code, 0, "{subcommand} --help");
+        for option in options {
+            assert!(
+                stdout.contains(option),
+                "{option} missing from {subcommand} --help:\n{stdout}"
+            );
+        }
     }
 }
 
-#[test]
-fn missing_required_options_are_named() {
-    let (code, _, stderr) = efs_proxy(&["run", "--target", "127.0.0.1:2049"]);
-    assert_eq!(code, 2);
-    assert!(stderr.contains("--server-name"), "{stderr}");
-}
-
-#[test]
-fn cert_without_key_is_refused() {
-    let (code, _, stderr) = efs_proxy(&[
-        "run",
-        "--target",
-        "127.0.0.1:2049",
-        "--server-name",
-        "x",
-        "--cert",
-        "c.pem",
-    ]);
-    assert_eq!(code, 2);
-    assert!(stderr.contains("--key"), "{stderr}");
-}
-
-#[test]
-fn global_options_alone_get_a_usage_error() {
+/// Command lines the proxy refuses: the arguments, the exit status, and what stderr names.
+#[rustfmt::skip] // one case a line
+const REFUSED: [(&[&str], i32, &[&str]); 7] = [
     // Only a global option: no subcommand, no drop-in CONFIG (this reached `unreachable!`).
-    let (code, _, stderr) = efs_proxy(&["--log-level", "info"]);
-    assert_eq!(code, 2, "{stderr}");
-    assert!(
-        stderr.contains("a subcommand (run, cert, check"),
-        "{stderr}"
-    );
-    assert!(!stderr.contains("panicked"), "{stderr}");
+    (&["--log-level", "info"], 2, &["a subcommand (run, cert, check"]),
+    (&["run", "--target", "127.0.0.1:2049"], 2, &["--server-name"]),
+    // --cert needs --key; --key alone needs --cert (or --fs-id).
+    (&["run", "--target", "127.0.0.1:2049", "--server-name", "x", "--cert", "c.pem"], 2, &["--key"]),
+    (&["run", "--target", "127.0.0.1:2049", "--server-name", "x", "--key", "k.pem"], 1, &["--key needs --cert"]),
+    // --fs-id needs --region and --service; an S3 Files address needs the AZ (or --target).
+    (&["run", "--fs-id", FS], 2, &["--region", "--service"]),
+    (&["run", "--fs-id", FS, "--region", "us-east-1", "--service", "s3files"], 1, &["--az-id"]),
+    // A bad file system id is named with an example of a good one.
+    (&["run", "--fs-id", "fs-NOPE", "--region", "us-east-1", "--service", "efs"], 1, &["fs-NOPE", FS]),
+];
+
+const FS: &str = "fs-0123456789abcdef0";
+
+#[test]
+fn refused_command_lines_name_what_is_wrong() {
+    for (args, expected_code, names) in REFUSED {
+        let (code, _, stderr) = efs_proxy(args);
+        assert_eq!(code, expected_code, "{args:?}: {stderr}");
+        for name in names {
+            assert!(
+                stderr.contains(name),
+                "{name:?} missing for {args:?}:\n{stderr}"
+            );
+        }
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
 }

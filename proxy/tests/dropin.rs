@@ -5,113 +5,62 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use efs_proxy_tests::{
-    Backend, BindBehaviour, FakeMountTarget, MountTargetConfig, Responder, SERVER_NAME, ServerTls,
-    TestPki,
-};
-use efs_rpc::{CallHeader, Record, RpcMessage, parse_accepted_reply};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use efs_proxy_tests::bed::{EFS_SERVER_NAME, plaintext_target};
+use efs_proxy_tests::client::{call, send_call};
+use efs_proxy_tests::{BindBehaviour, SERVER_NAME, TestBed, TestPki};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
-const EFS_SERVER_NAME: &str = "fs-0123456789abcdef0.efs.us-east-1.amazonaws.com";
-
 /// `docs/protocol.md` §8.4, byte for byte: what efs-utils 3.2.0 writes for an S3 Files mount.
-const S3FILES_CONFIG: &str = "fips = no\nforeground = yes\nsocket = l:SO_REUSEADDR=yes\nsocket = a:SO_BINDTODEVICE=lo\noutput = /var/log/amazon/efs/fs-0123456789abcdef0.mnt.s3files.20100.efs-proxy.log\npid = /var/run/efs/fs-0123456789abcdef0.mnt.s3files.20100+/stunnel.pid\n[efs]\nclient = yes\naccept = 127.0.0.1:20100\nconnect = use1-az1.fs-0123456789abcdef0.s3files.us-east-1.on.aws:2049\nsslVersion = TLSv1.2\nrenegotiation = no\nTIMEOUTbusy = 20\nTIMEOUTclose = 0\nTIMEOUTidle = 70\ndelay = yes\nverify = 2\nCAfile = /etc/amazon/efs/efs-utils.crt\ncert = /var/run/efs/fs-0123456789abcdef0.mnt.s3files.20100+/certificate.pem\nkey = /etc/amazon/efs/privateKey.pem\ncheckHost = fs-0123456789abcdef0.s3files.us-east-1.on.aws\nretry_nfs_mount_command_timeout_sec = 15\nproxy_logging_level = INFO\nproxy_logging_max_bytes = 1048576\nproxy_logging_file_count = 10\ncloud_watch_metrics = True\ncloud_watch_logs = True\nlog_group_name = /aws/efs/utils\ncloud_watch_logs_retention_days = 14\nfs_id = fs-0123456789abcdef0\nregion = us-east-1\nefs_utils_version = 3.2.0";
+const S3FILES_CONFIG: &str = include_str!("vectors/dropin/s3files.conf");
 
 /// The EFS variant (`docs/protocol.md` §8.4, "Variations"): no `[proxy]` keys, no `output`.
-const EFS_CONFIG: &str = "fips = no\nforeground = yes\nsocket = l:SO_REUSEADDR=yes\nsocket = a:SO_BINDTODEVICE=lo\npid = /var/run/efs/fs-0123456789abcdef0.mnt.20200+/stunnel.pid\n[efs]\nclient = yes\naccept = 127.0.0.1:20200\nconnect = fs-0123456789abcdef0.efs.us-east-1.amazonaws.com:2049\nsslVersion = TLSv1.2\nrenegotiation = no\nTIMEOUTbusy = 20\nTIMEOUTclose = 0\nTIMEOUTidle = 70\ndelay = yes\nverify = 2\nCAfile = /etc/amazon/efs/efs-utils.crt\ncert = /var/run/efs/fs-0123456789abcdef0.mnt.20200+/certificate.pem\nkey = /etc/amazon/efs/privateKey.pem\ncheckHost = fs-0123456789abcdef0.efs.us-east-1.amazonaws.com\n";
+const EFS_CONFIG: &str = include_str!("vectors/dropin/efs.conf");
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_efs-proxy"))
 }
 
-struct World {
-    dir: tempfile::TempDir,
-    pki: TestPki,
-    target: FakeMountTarget,
-    port: u16,
-}
-
-impl World {
-    async fn new() -> World {
-        let dir = tempfile::tempdir().unwrap();
-        let pki = TestPki::generate(&[SERVER_NAME, EFS_SERVER_NAME]).unwrap();
-        pki.write(dir.path()).unwrap();
-        let target = FakeMountTarget::start(
-            "127.0.0.1:0".parse().unwrap(),
-            MountTargetConfig {
-                tls: Some(ServerTls {
-                    chain: vec![pki.server.cert_der.clone()],
-                    key: pki.server.private_key(),
-                    require_client_cert: true,
-                }),
-                bind: BindBehaviour::ready(7),
-                backend: Backend::Responder(Responder::Echo),
-                max_record_size: efs_rpc::DEFAULT_MAX_RECORD_SIZE,
-                iam: None,
-            },
-        )
+/// The bed of every drop-in test: its target answers bind READY (partition `07…`), and its
+/// server certificate carries both the S3 Files and the EFS name of the file system.
+async fn drop_in_bed() -> TestBed {
+    TestBed::builder()
+        .bind(BindBehaviour::ready(7))
+        .server_names(&[SERVER_NAME, EFS_SERVER_NAME])
+        .start()
         .await
-        .unwrap();
-        let port = free_port();
-        World {
-            dir,
-            pki,
-            target,
-            port,
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// efs-utils' config text with paths and addresses pointed at this test's files.
-    fn config(&self, template: &str, accept_port: &str, connect: &str) -> PathBuf {
-        let replace = |s: String, key: &str, value: &str| -> String {
-            s.lines()
-                .map(|line| match line.split_once(" = ") {
-                    Some((k, _)) if k == key => format!("{key} = {value}"),
-                    _ => line.to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join("\n")
-        };
-        let mut text = template.to_string();
-        text = text.replace(
-            &format!("127.0.0.1:{accept_port}"),
-            &format!("127.0.0.1:{}", self.port),
-        );
-        text = text.replace(connect, &self.target.addr().to_string());
-        text = replace(text, "output", self.path("proxy.log").to_str().unwrap());
-        text = replace(text, "pid", self.path("stunnel.pid").to_str().unwrap());
-        text = replace(text, "CAfile", self.path("ca.pem").to_str().unwrap());
-        text = replace(text, "cert", self.path("client.pem").to_str().unwrap());
-        text = replace(text, "key", self.path("client.key").to_str().unwrap());
-        let path = self.path("efs-proxy.conf");
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-
-    fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
 }
 
-/// A port the drop-in proxy can bind a moment later: one nothing holds now, below the
-/// kernel's ephemeral range (32768-), where outgoing connections (this test's many others,
-/// running in parallel) cannot take it between this pick and the proxy's bind.
-fn free_port() -> u16 {
-    use std::hash::{BuildHasher, RandomState};
-    let random = RandomState::new();
-    for attempt in 0u32..1000 {
-        let port = 20000 + (random.hash_one(attempt) % 12000) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
+/// efs-utils' config text pointed at the bed (`accept` at [`TestBed::listen_addr`],
+/// `connect` at its target, the PKI's files, the log and pid file in its directory), then
+/// `key = value` lines rewritten by `edits` (`None` drops the key); written to a file.
+fn efs_utils_config(bed: &TestBed, template: &str, edits: &[(&str, Option<&str>)]) -> PathBuf {
+    let path = |p: &Path| p.to_str().unwrap().to_string();
+    let pointed = [
+        ("accept", bed.listen_addr()),
+        ("connect", bed.target.addr().to_string()),
+        ("output", path(&bed.path("proxy.log"))),
+        ("pid", path(&bed.path("stunnel.pid"))),
+        ("CAfile", path(&bed.files.ca)),
+        ("cert", path(&bed.files.client_cert)),
+        ("key", path(&bed.files.client_key)),
+    ];
+    let lines = template.lines().filter_map(|line| {
+        let Some((key, _)) = line.split_once(" = ") else {
+            return Some(line.to_string());
+        };
+        if let Some((_, edit)) = edits.iter().find(|(k, _)| *k == key) {
+            return edit.map(|value| format!("{key} = {value}"));
         }
-    }
-    panic!("no free TCP port in 20000-31999");
+        match pointed.iter().find(|(k, _)| *k == key) {
+            Some((_, value)) => Some(format!("{key} = {value}")),
+            None => Some(line.to_string()),
+        }
+    });
+    let file = bed.path("efs-proxy.conf");
+    std::fs::write(&file, lines.collect::<Vec<_>>().join("\n")).unwrap();
+    file
 }
 
 /// Starts the proxy as efs-utils does: `setsid efs-proxy CONFIG --tls`, stdout to /dev/null,
@@ -142,21 +91,8 @@ async fn start(config: &Path, args: &[&str], addr: &str) -> Child {
 
 async fn null_and_echo(addr: &str) {
     let mut client = TcpStream::connect(addr).await.unwrap();
-    for (xid, body) in [(1u32, &b""[..]), (2, &b"drop-in!"[..])] {
-        let procedure = if body.is_empty() { 0 } else { 1 };
-        let message = RpcMessage::call(xid, CallHeader::new(100_003, 4, procedure))
-            .encode_with_body(body)
-            .unwrap();
-        client
-            .write_all(Record::from_message(&message).unwrap().wire())
-            .await
-            .unwrap();
-        let mut mark = [0u8; 4];
-        client.read_exact(&mut mark).await.unwrap();
-        let mut reply = vec![0; (u32::from_be_bytes(mark) & 0x7fff_ffff) as usize];
-        client.read_exact(&mut reply).await.unwrap();
-        assert_eq!(parse_accepted_reply(&reply).unwrap(), (xid, body));
-    }
+    assert!(call(&mut client, 1, 0, &[]).await.is_empty());
+    assert_eq!(call(&mut client, 2, 1, b"drop-in!").await, b"drop-in!");
 }
 
 async fn sigterm(child: Child) -> std::process::Output {
@@ -174,17 +110,13 @@ async fn sigterm(child: Child) -> std::process::Output {
 
 #[tokio::test]
 async fn the_s3files_config_of_efs_utils_serves_tls_and_keeps_the_process_contract() {
-    let world = World::new().await;
-    let config = world.config(
-        S3FILES_CONFIG,
-        "20100",
-        "use1-az1.fs-0123456789abcdef0.s3files.us-east-1.on.aws:2049",
-    );
-    let child = start(&config, &["--tls"], &world.addr()).await;
+    let bed = drop_in_bed().await;
+    let config = efs_utils_config(&bed, S3FILES_CONFIG, &[]);
+    let child = start(&config, &["--tls"], &bed.listen_addr()).await;
     let pid = child.id().unwrap();
 
-    null_and_echo(&world.addr()).await;
-    let pid_file = std::fs::read_to_string(world.path("stunnel.pid")).unwrap();
+    null_and_echo(&bed.listen_addr()).await;
+    let pid_file = std::fs::read_to_string(bed.path("stunnel.pid")).unwrap();
     assert_eq!(pid_file, format!("{pid}\n"));
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
     assert!(
@@ -192,21 +124,21 @@ async fn the_s3files_config_of_efs_utils_serves_tls_and_keeps_the_process_contra
         "watchdog liveness check"
     );
 
-    let seen = world.target.observations();
+    let seen = bed.target.observations();
     assert_eq!(
         seen.handshakes, 1,
         "the readiness probes opened no server connection"
     );
     assert_eq!(seen.server_names, vec![Some(SERVER_NAME.to_string())]);
-    assert_eq!(seen.client_certs, vec![world.pki.client.cert_der.to_vec()]);
+    assert_eq!(seen.client_certs, vec![bed.pki.client.cert_der.to_vec()]);
 
     let out = sigterm(child).await;
     assert_eq!(out.status.code(), Some(0));
     assert!(
-        !world.path("stunnel.pid").exists(),
+        !bed.path("stunnel.pid").exists(),
         "SIGTERM removes the pid file"
     );
-    let log = std::fs::read_to_string(world.path("proxy.log")).unwrap();
+    let log = std::fs::read_to_string(bed.path("proxy.log")).unwrap();
     assert!(log.contains("(drop-in) listening on"), "{log}");
     assert!(
         log.contains("bind: READY"),
@@ -216,21 +148,22 @@ async fn the_s3files_config_of_efs_utils_serves_tls_and_keeps_the_process_contra
 
 #[tokio::test]
 async fn the_efs_config_works_and_logs_nothing_by_default() {
-    let world = World::new().await;
-    let config = world.config(
-        EFS_CONFIG,
-        "20200",
-        "fs-0123456789abcdef0.efs.us-east-1.amazonaws.com:2049",
-    );
-    let child = start(&config, &["--tls", "--no-direct-s3-read"], &world.addr()).await;
-    null_and_echo(&world.addr()).await;
+    let bed = drop_in_bed().await;
+    let config = efs_utils_config(&bed, EFS_CONFIG, &[]);
+    let child = start(
+        &config,
+        &["--tls", "--no-direct-s3-read"],
+        &bed.listen_addr(),
+    )
+    .await;
+    null_and_echo(&bed.listen_addr()).await;
     assert_eq!(
-        world.target.observations().server_names,
+        bed.target.observations().server_names,
         vec![Some(EFS_SERVER_NAME.to_string())]
     );
     let out = sigterm(child).await;
     assert_eq!(out.status.code(), Some(0));
-    assert!(!world.path("proxy.log").exists());
+    assert!(!bed.path("proxy.log").exists());
     assert!(
         out.stderr.is_empty(),
         "{}",
@@ -240,54 +173,32 @@ async fn the_efs_config_works_and_logs_nothing_by_default() {
 
 #[tokio::test]
 async fn sighup_reloads_the_certificate_and_survives_a_broken_one() {
-    let world = World::new().await;
-    let config = world.config(
-        S3FILES_CONFIG,
-        "20100",
-        "use1-az1.fs-0123456789abcdef0.s3files.us-east-1.on.aws:2049",
-    );
-    let child = start(&config, &["--tls"], &world.addr()).await;
+    let bed = drop_in_bed().await;
+    let config = efs_utils_config(&bed, S3FILES_CONFIG, &[]);
+    let child = start(&config, &["--tls"], &bed.listen_addr()).await;
     let pid = child.id().unwrap().to_string();
-    null_and_echo(&world.addr()).await;
+    null_and_echo(&bed.listen_addr()).await;
 
     // A new certificate (as the watchdog writes every hour), then SIGHUP.
     let renewed = TestPki::generate(&[SERVER_NAME]).unwrap();
-    std::fs::write(world.path("client.pem"), &renewed.client.cert_pem).unwrap();
-    std::fs::write(world.path("client.key"), &renewed.client.key_pem).unwrap();
-    Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .await
-        .unwrap();
-    wait_for_log(&world.path("proxy.log"), "SIGHUP: reloaded", 1).await;
-    null_and_echo(&world.addr()).await;
+    std::fs::write(&bed.files.client_cert, &renewed.client.cert_pem).unwrap();
+    std::fs::write(&bed.files.client_key, &renewed.client.key_pem).unwrap();
+    reload(&bed, &pid, "SIGHUP: reloaded", 1).await;
 
     // A broken certificate file: the reload fails, the proxy keeps the previous one.
-    std::fs::write(world.path("client.pem"), "# not a certificate\n").unwrap();
-    Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .await
-        .unwrap();
-    wait_for_log(&world.path("proxy.log"), "SIGHUP: reload failed", 1).await;
-    null_and_echo(&world.addr()).await;
+    std::fs::write(&bed.files.client_cert, "# not a certificate\n").unwrap();
+    reload(&bed, &pid, "SIGHUP: reload failed", 1).await;
 
     // And a later good reload still works (AWS's proxy stops reloading after a failure).
     let third = TestPki::generate(&[SERVER_NAME]).unwrap();
     let with_comments = format!("# efs-utils comment\n{}", third.client.cert_pem);
-    std::fs::write(world.path("client.pem"), with_comments).unwrap();
-    std::fs::write(world.path("client.key"), &third.client.key_pem).unwrap();
-    Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .await
-        .unwrap();
-    wait_for_log(&world.path("proxy.log"), "SIGHUP: reloaded", 2).await;
-    null_and_echo(&world.addr()).await;
+    std::fs::write(&bed.files.client_cert, with_comments).unwrap();
+    std::fs::write(&bed.files.client_key, &third.client.key_pem).unwrap();
+    reload(&bed, &pid, "SIGHUP: reloaded", 2).await;
 
-    let certs = world.target.observations().client_certs;
+    let certs = bed.target.observations().client_certs;
     let expected = [
-        world.pki.client.cert_der.to_vec(),
+        bed.pki.client.cert_der.to_vec(),
         renewed.client.cert_der.to_vec(),
         renewed.client.cert_der.to_vec(),
         third.client.cert_der.to_vec(),
@@ -300,6 +211,18 @@ async fn sighup_reloads_the_certificate_and_survives_a_broken_one() {
         stderr.contains("reload failed"),
         "errors also reach stderr: {stderr}"
     );
+}
+
+/// Sends SIGHUP to `pid`, waits for the `count`th `needle` in the log, and checks that the
+/// proxy still serves.
+async fn reload(bed: &TestBed, pid: &str, needle: &str, count: usize) {
+    Command::new("kill")
+        .args(["-HUP", pid])
+        .status()
+        .await
+        .unwrap();
+    wait_for_log(&bed.path("proxy.log"), needle, count).await;
+    null_and_echo(&bed.listen_addr()).await;
 }
 
 async fn wait_for_log(path: &Path, needle: &str, count: usize) {
@@ -318,28 +241,17 @@ async fn wait_for_log(path: &Path, needle: &str, count: usize) {
 
 #[tokio::test]
 async fn plaintext_mode_forwards_without_tls() {
-    let world = World::new().await;
-    let plain = FakeMountTarget::start(
-        "127.0.0.1:0".parse().unwrap(),
-        MountTargetConfig {
-            tls: None,
-            bind: BindBehaviour::ProgUnavail,
-            backend: Backend::Responder(Responder::Echo),
-            max_record_size: efs_rpc::DEFAULT_MAX_RECORD_SIZE,
-            iam: None,
-        },
-    )
-    .await
-    .unwrap();
+    let bed = drop_in_bed().await;
+    let plain = plaintext_target(BindBehaviour::ProgUnavail).await;
     let text = format!(
         "fips = no\npid = {}\n[efs]\naccept = {}\nconnect = {}\n",
-        world.path("p.pid").display(),
-        world.addr(),
+        bed.path("p.pid").display(),
+        bed.listen_addr(),
         plain.addr()
     );
-    std::fs::write(world.path("plain.conf"), text).unwrap();
-    let child = start(&world.path("plain.conf"), &[], &world.addr()).await;
-    null_and_echo(&world.addr()).await;
+    std::fs::write(bed.path("plain.conf"), text).unwrap();
+    let child = start(&bed.path("plain.conf"), &[], &bed.listen_addr()).await;
+    null_and_echo(&bed.listen_addr()).await;
     assert_eq!(
         plain.observations().binds.len(),
         1,
@@ -412,36 +324,20 @@ async fn malformed_configs_give_one_clear_line_and_a_non_zero_exit() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/efs.conf: cannot read"));
 }
 
-/// The S3 Files config of efs-utils with `key = value` lines rewritten (`None` drops the key).
-fn edited_config(world: &World, edits: &[(&str, Option<&str>)]) -> PathBuf {
-    let path = world.config(
-        S3FILES_CONFIG,
-        "20100",
-        "use1-az1.fs-0123456789abcdef0.s3files.us-east-1.on.aws:2049",
-    );
-    let text = std::fs::read_to_string(&path).unwrap();
-    let lines = text.lines().filter_map(|line| {
-        let key = line.split_once(" = ").map(|(k, _)| k);
-        match edits.iter().find(|(k, _)| Some(*k) == key) {
-            Some((k, Some(v))) => Some(format!("{k} = {v}")),
-            Some((_, None)) => None,
-            None => Some(line.to_string()),
-        }
-    });
-    std::fs::write(&path, lines.collect::<Vec<_>>().join("\n")).unwrap();
-    path
-}
-
 /// efs-proxy sends SNI only with `checkHost`; without it the handshake carries no name.
 #[tokio::test]
 async fn without_check_host_no_sni_is_sent() {
-    let world = World::new().await;
+    let bed = drop_in_bed().await;
     // A host name: an IP address is never sent as SNI anyway.
-    let connect = format!("localhost:{}", world.target.addr().port());
-    let config = edited_config(&world, &[("checkHost", None), ("connect", Some(&connect))]);
-    let child = start(&config, &["--tls"], &world.addr()).await;
-    null_and_echo(&world.addr()).await;
-    assert_eq!(world.target.observations().server_names, vec![None]);
+    let connect = format!("localhost:{}", bed.target.addr().port());
+    let config = efs_utils_config(
+        &bed,
+        S3FILES_CONFIG,
+        &[("checkHost", None), ("connect", Some(&connect))],
+    );
+    let child = start(&config, &["--tls"], &bed.listen_addr()).await;
+    null_and_echo(&bed.listen_addr()).await;
+    assert_eq!(bed.target.observations().server_names, vec![None]);
     assert_eq!(sigterm(child).await.status.code(), Some(0));
 }
 
@@ -467,41 +363,21 @@ async fn slow_relay(to: std::net::SocketAddr, delay: Duration) -> std::net::Sock
 /// the client connection after about 2 s, not 1.5 s + a fresh 2 s.
 #[tokio::test]
 async fn drop_in_gives_tcp_tls_and_bind_one_deadline() {
-    let world = World::new().await;
-    let silent = FakeMountTarget::start(
-        "127.0.0.1:0".parse().unwrap(),
-        MountTargetConfig {
-            tls: Some(ServerTls {
-                chain: vec![world.pki.server.cert_der.clone()],
-                key: world.pki.server.private_key(),
-                require_client_cert: true,
-            }),
-            bind: BindBehaviour::Silent,
-            backend: Backend::Responder(Responder::Echo),
-            max_record_size: efs_rpc::DEFAULT_MAX_RECORD_SIZE,
-            iam: None,
-        },
-    )
-    .await
-    .unwrap();
+    let bed = drop_in_bed().await;
+    let silent = bed.another_target(BindBehaviour::Silent).await;
     let relay = slow_relay(silent.addr(), Duration::from_millis(1500)).await;
-    let config = edited_config(
-        &world,
+    let config = efs_utils_config(
+        &bed,
+        S3FILES_CONFIG,
         &[
             ("connect", Some(&relay.to_string())),
             ("retry_nfs_mount_command_timeout_sec", Some("3")),
         ],
     );
-    let child = start(&config, &["--tls"], &world.addr()).await;
-    let mut client = TcpStream::connect(world.addr()).await.unwrap();
-    let message = RpcMessage::call(1, CallHeader::new(100_003, 4, 0))
-        .encode()
-        .unwrap();
+    let child = start(&config, &["--tls"], &bed.listen_addr()).await;
+    let mut client = TcpStream::connect(bed.listen_addr()).await.unwrap();
     let started = std::time::Instant::now();
-    client
-        .write_all(Record::from_message(&message).unwrap().wire())
-        .await
-        .unwrap();
+    send_call(&mut client, 1, 0, &[]).await.unwrap();
     let mut buf = [0u8; 64];
     let read = tokio::time::timeout(Duration::from_secs(10), client.read(&mut buf)).await;
     let elapsed = started.elapsed();
@@ -513,7 +389,7 @@ async fn drop_in_gives_tcp_tls_and_bind_one_deadline() {
         elapsed >= Duration::from_millis(1500) && elapsed < Duration::from_millis(2900),
         "one 2 s deadline for TCP + TLS + bind, took {elapsed:?}"
     );
-    wait_for_log(&world.path("proxy.log"), "layer=bind", 1).await;
+    wait_for_log(&bed.path("proxy.log"), "layer=bind", 1).await;
     assert_eq!(sigterm(child).await.status.code(), Some(0));
 }
 
@@ -521,18 +397,18 @@ async fn drop_in_gives_tcp_tls_and_bind_one_deadline() {
 /// followed nor removed: the file it points to is untouched, and stderr says why.
 #[tokio::test]
 async fn a_symbolic_link_at_the_pid_path_is_not_followed() {
-    let world = World::new().await;
-    let victim = world.path("victim");
+    let bed = drop_in_bed().await;
+    let victim = bed.path("victim");
     std::fs::write(&victim, "precious\n").unwrap();
-    std::os::unix::fs::symlink(&victim, world.path("stunnel.pid")).unwrap();
-    let config = edited_config(&world, &[]);
-    let child = start(&config, &["--tls"], &world.addr()).await;
-    null_and_echo(&world.addr()).await;
+    std::os::unix::fs::symlink(&victim, bed.path("stunnel.pid")).unwrap();
+    let config = efs_utils_config(&bed, S3FILES_CONFIG, &[]);
+    let child = start(&config, &["--tls"], &bed.listen_addr()).await;
+    null_and_echo(&bed.listen_addr()).await;
     let out = sigterm(child).await;
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
     assert!(
-        world.path("stunnel.pid").is_symlink(),
+        bed.path("stunnel.pid").is_symlink(),
         "the link is left alone"
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -548,12 +424,12 @@ async fn a_symbolic_link_at_the_pid_path_is_not_followed() {
 #[cfg(feature = "fips")]
 #[tokio::test]
 async fn a_fips_build_serves_fips_yes() {
-    let world = World::new().await;
-    let config = edited_config(&world, &[("fips", Some("yes"))]);
-    let child = start(&config, &["--tls"], &world.addr()).await;
-    null_and_echo(&world.addr()).await;
+    let bed = drop_in_bed().await;
+    let config = efs_utils_config(&bed, S3FILES_CONFIG, &[("fips", Some("yes"))]);
+    let child = start(&config, &["--tls"], &bed.listen_addr()).await;
+    null_and_echo(&bed.listen_addr()).await;
     assert_eq!(sigterm(child).await.status.code(), Some(0));
-    let log = std::fs::read_to_string(world.path("proxy.log")).unwrap();
+    let log = std::fs::read_to_string(bed.path("proxy.log")).unwrap();
     assert!(
         log.contains("FIPS build: TLS on aws-lc-rs in FIPS mode"),
         "{log}"

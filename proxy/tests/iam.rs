@@ -12,30 +12,22 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
+use efs_proxy_tests::bed::{AKID, EFS_SERVER_NAME, FS_ID as FS, REGION, SECRET, iam_verifier};
+use efs_proxy_tests::client::null_call;
 use efs_proxy_tests::credentials_endpoint::{CredentialsEndpoint, Reply};
 use efs_proxy_tests::process::{ProxyProcess, run_to_exit_with_env};
 use efs_proxy_tests::sts_sso_endpoint::{
     Call, Issued, SignedBy, StsSsoEndpoint, sso_cache_file_name,
 };
-use efs_proxy_tests::{
-    Backend, BindBehaviour, FakeMountTarget, IamVerifier, MountTargetConfig, PkiFiles, Refusal,
-    Responder, SERVER_NAME, ServerTls, TestPki,
-};
-use efs_rpc::{CallHeader, Record, RpcMessage, parse_accepted_reply};
+use efs_proxy_tests::{BindBehaviour, IamVerifier, ProxyArgs, Refusal, SERVER_NAME, TestBed};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const FS: &str = "fs-0123456789abcdef0";
-const REGION: &str = "us-east-1";
-const AKID: &str = "AKIDEXAMPLE";
-const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
 const TOKEN: &str =
     "IQoJb3JpZ2luX2VjEJr//////////wEaCXVzLWVhc3QtMSJHMEUCIQDexample+token/with=special+chars";
 const LOG_WAIT: Duration = Duration::from_secs(15);
-/// The EFS name of `FS` in `REGION`, also on the test server certificate.
-const EFS_SERVER_NAME: &str = "fs-0123456789abcdef0.efs.us-east-1.amazonaws.com";
+const HOUR: Duration = Duration::from_secs(3600);
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_efs-proxy"))
@@ -45,102 +37,23 @@ fn vectors() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/iam")
 }
 
-fn verifier(service: &str) -> IamVerifier {
-    IamVerifier {
-        secret_access_key: SECRET.into(),
-        service: service.into(),
-        region: REGION.into(),
-        fs_id: FS.into(),
-        access_key_id: Some(AKID.into()),
-    }
-}
-
-struct World {
-    target: FakeMountTarget,
-    files: PkiFiles,
-    dir: tempfile::TempDir,
-}
-
-impl World {
-    /// A fake S3 Files mount target for `FS` that checks IAM certificates.
-    async fn new() -> World {
-        Self::with_verifier(verifier("s3files")).await
-    }
-
-    async fn with_verifier(iam: IamVerifier) -> World {
-        let dir = tempfile::tempdir().unwrap();
-        let pki = TestPki::generate(&[SERVER_NAME, EFS_SERVER_NAME]).unwrap();
-        let files = pki.write(&dir.path().join("pki")).unwrap();
-        let target = FakeMountTarget::start(
-            "127.0.0.1:0".parse().unwrap(),
-            MountTargetConfig {
-                tls: Some(ServerTls {
-                    chain: vec![pki.server.cert_der.clone()],
-                    key: pki.server.private_key(),
-                    require_client_cert: true,
-                }),
-                bind: BindBehaviour::ready(0x5a),
-                backend: Backend::Responder(Responder::Echo),
-                max_record_size: efs_rpc::DEFAULT_MAX_RECORD_SIZE,
-                iam: Some(iam),
-            },
-        )
+/// A fake S3 Files mount target for `FS` that checks IAM certificates, also named by its
+/// EFS name.
+async fn iam_bed() -> TestBed {
+    TestBed::builder()
+        .bind(BindBehaviour::ready(0x5a))
+        .server_names(&[SERVER_NAME, EFS_SERVER_NAME])
+        .iam(iam_verifier("s3files"))
+        .start()
         .await
-        .unwrap();
-        World { target, files, dir }
-    }
-
-    /// A copy of the vectors' RSA-3072 key (generating one per test would be slow).
-    fn key(&self) -> String {
-        let path = self.dir.path().join("key.pem");
-        if !path.exists() {
-            std::fs::copy(vectors().join("test-key-rsa3072.pem"), &path).unwrap();
-        }
-        path.to_str().unwrap().to_string()
-    }
-
-    /// `run` with IAM for `FS` on S3 Files, to this target.
-    fn args(&self, extra: &[&str]) -> Vec<String> {
-        let mut args: Vec<String> = [
-            "run",
-            "--listen",
-            "127.0.0.1:0",
-            "--fs-id",
-            FS,
-            "--region",
-            REGION,
-            "--service",
-            "s3files",
-            "--target",
-            &self.target.addr().to_string(),
-            "--ca-file",
-            self.files.ca.to_str().unwrap(),
-            "--connect-timeout",
-            "3",
-            "--bind-timeout",
-            "3",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.extend(extra.iter().map(|s| s.to_string()));
-        args
-    }
-
-    /// An environment with nothing but what is given, a HOME without ~/.aws, and IMDS off.
-    fn env<'a>(&'a self, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
-        let home = self.dir.path().to_str().unwrap();
-        let mut env = vec![("HOME", home), ("AWS_EC2_METADATA_DISABLED", "true")];
-        env.extend_from_slice(extra);
-        env
-    }
 }
 
-/// `args` with the value of `key` replaced.
-fn with(mut args: Vec<String>, key: &str, value: &str) -> Vec<String> {
-    let i = args.iter().position(|a| a == key).expect("option present");
-    args[i + 1] = value.to_string();
-    args
+/// `run` with IAM for `FS` on S3 Files, to the bed's target, plus `extra`.
+fn args(bed: &TestBed, extra: &[&str]) -> ProxyArgs {
+    bed.run_with_iam()
+        .with("--connect-timeout", "3")
+        .with("--bind-timeout", "3")
+        .and(extra)
 }
 
 fn env_credentials(secret: &'static str) -> Vec<(&'static str, &'static str)> {
@@ -149,25 +62,6 @@ fn env_credentials(secret: &'static str) -> Vec<(&'static str, &'static str)> {
         ("AWS_SECRET_ACCESS_KEY", secret),
         ("AWS_SESSION_TOKEN", TOKEN),
     ]
-}
-
-async fn null_call(stream: &mut TcpStream, xid: u32) -> Option<()> {
-    let message = RpcMessage::call(xid, CallHeader::new(100_003, 4, 0))
-        .encode()
-        .unwrap();
-    stream
-        .write_all(Record::from_message(&message).unwrap().wire())
-        .await
-        .ok()?;
-    let mut mark = [0u8; 4];
-    tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut mark))
-        .await
-        .ok()?
-        .ok()?;
-    let mut reply = vec![0; (u32::from_be_bytes(mark) & 0x7fff_ffff) as usize];
-    stream.read_exact(&mut reply).await.ok()?;
-    let (got, _) = parse_accepted_reply(&reply).ok()?;
-    (got == xid).then_some(())
 }
 
 async fn connect(addr: SocketAddr) -> TcpStream {
@@ -181,6 +75,62 @@ async fn refused(proxy: &ProxyProcess) {
         null_call(&mut client, 1).await.is_none(),
         "the call must fail"
     );
+}
+
+/// Starts the proxy with `args` in exactly the environment `env`.
+async fn spawn(args: ProxyArgs, env: &[(&str, &str)]) -> ProxyProcess {
+    ProxyProcess::spawn_with_env(bin(), args, env)
+        .await
+        .unwrap()
+}
+
+/// Starts the proxy and checks that a NULL call gets through (certificate accepted, bind
+/// done); panics with `what` and the proxy's log otherwise.
+async fn bound(args: ProxyArgs, env: &[(&str, &str)], what: &str) -> ProxyProcess {
+    let proxy = spawn(args, env).await;
+    let mut client = connect(proxy.addr()).await;
+    null_call(&mut client, 1)
+        .await
+        .unwrap_or_else(|| panic!("{what}: no bind\n{}", proxy.log()));
+    proxy
+}
+
+/// Runs the proxy with `args` and `env`; it must fail to start (exit status 1, nothing on
+/// stdout). Its stderr.
+async fn start_failure(args: ProxyArgs, env: &[(&str, &str)]) -> String {
+    let (code, stdout, stderr) = run_to_exit_with_env(bin(), &args, env).await.unwrap();
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    stderr
+}
+
+/// What a credentials endpoint hands out: the test identity with `token`, for `expires_in`.
+fn credentials(token: String, expires_in: Duration) -> Reply {
+    Reply::Credentials {
+        access_key_id: AKID.into(),
+        secret_access_key: SECRET.into(),
+        token,
+        expires_in,
+    }
+}
+
+/// The session token in each certificate the target saw, in order; every one of them must
+/// have been accepted, and verify now as signed by `AKID`.
+fn accepted_tokens(bed: &TestBed) -> Vec<Option<String>> {
+    let seen = bed.target.observations();
+    assert_eq!(
+        seen.iam_accepted,
+        seen.client_certs.len(),
+        "{:?}",
+        seen.iam_refusals
+    );
+    let v = iam_verifier("s3files");
+    let verified = seen.client_certs.iter().map(|c| {
+        let ok = v.verify(c, SystemTime::now()).unwrap();
+        assert_eq!(ok.access_key_id, AKID);
+        ok.session_token
+    });
+    verified.collect()
 }
 
 fn assert_no_secrets(text: &str, secrets: &[&str]) {
@@ -307,23 +257,20 @@ fn the_fake_target_accepts_the_reference_certificates_and_says_why_it_refuses_ot
 
 #[tokio::test]
 async fn a_certificate_made_from_environment_credentials_binds() {
-    let world = World::new().await;
-    let key = world.key();
-    let proxy = ProxyProcess::spawn_with_env(
-        bin(),
-        world.args(&["--key", &key, "--access-point", "fsap-0123456789abcdef0"]),
-        &world.env(&env_credentials(SECRET)),
-    )
-    .await
-    .unwrap();
-    let mut client = connect(proxy.addr()).await;
-    null_call(&mut client, 7).await.expect("NULL through IAM");
+    let bed = iam_bed().await;
+    let key = bed.rsa_key();
+    let with_access_point = args(
+        &bed,
+        &["--key", &key, "--access-point", "fsap-0123456789abcdef0"],
+    );
+    let env = bed.env(&env_credentials(SECRET));
+    let proxy = bound(with_access_point, &env, "NULL through IAM").await;
 
-    let seen = world.target.observations();
+    let seen = bed.target.observations();
     assert_eq!(seen.iam_accepted, 1, "{:?}", seen.iam_refusals);
     // The server name was derived from --fs-id/--region/--service.
     assert_eq!(seen.server_names, vec![Some(SERVER_NAME.to_string())]);
-    let ok = verifier("s3files")
+    let ok = iam_verifier("s3files")
         .verify(&seen.client_certs[0], SystemTime::now())
         .unwrap();
     assert_eq!(ok.session_token.as_deref(), Some(TOKEN));
@@ -337,39 +284,29 @@ async fn a_certificate_made_from_environment_credentials_binds() {
 
 #[tokio::test]
 async fn without_a_key_file_the_proxy_generates_one_in_memory() {
-    let world = World::new().await;
-    let proxy =
-        ProxyProcess::spawn_with_env(bin(), world.args(&[]), &world.env(&env_credentials(SECRET)))
-            .await
-            .unwrap();
-    let mut client = connect(proxy.addr()).await;
-    null_call(&mut client, 1).await.expect("NULL through IAM");
-    assert_eq!(world.target.observations().iam_accepted, 1);
+    let bed = iam_bed().await;
+    let env = bed.env(&env_credentials(SECRET));
+    let proxy = bound(args(&bed, &[]), &env, "NULL through IAM").await;
+    assert_eq!(accepted_tokens(&bed).len(), 1);
     let log = proxy.log();
     assert!(log.contains("generated an RSA-3072 key in memory"), "{log}");
     // Nothing was written next to the other files.
-    assert!(!world.dir.path().join("key.pem").exists());
+    assert!(!bed.dir().join("key.pem").exists());
 }
 
 #[tokio::test]
 async fn a_missing_key_file_is_created_with_mode_0600_and_reused() {
     use std::os::unix::fs::PermissionsExt;
-    let world = World::new().await;
-    let key = world.dir.path().join("new-key.pem");
+    let bed = iam_bed().await;
+    let key = bed.dir().join("new-key.pem");
     let key_arg = key.to_str().unwrap();
-    let env = world.env(&env_credentials(SECRET));
-    let first = ProxyProcess::spawn_with_env(bin(), world.args(&["--key", key_arg]), &env)
-        .await
-        .unwrap();
+    let env = bed.env(&env_credentials(SECRET));
+    let first = bound(args(&bed, &["--key", key_arg]), &env, "NULL through IAM").await;
     let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     let content = std::fs::read(&key).unwrap();
-    let mut client = connect(first.addr()).await;
-    null_call(&mut client, 1).await.expect("NULL through IAM");
     drop(first);
-    let second = ProxyProcess::spawn_with_env(bin(), world.args(&["--key", key_arg]), &env)
-        .await
-        .unwrap();
+    let second = spawn(args(&bed, &["--key", key_arg]), &env).await;
     assert!(
         !second.log().contains("generated an RSA-3072 key"),
         "{}",
@@ -386,13 +323,13 @@ async fn a_missing_key_file_is_created_with_mode_0600_and_reused() {
 /// which: the target answers bind with ERROR and the reason.
 #[tokio::test]
 async fn refused_certificates_are_logged_with_the_reason() {
-    let world = World::new().await;
-    let key = world.key();
-    let good_env = world.env(&env_credentials(SECRET));
-    let bad_env = world.env(&env_credentials("not-the-secret"));
+    let bed = iam_bed().await;
+    let key = bed.rsa_key();
+    let good_env = bed.env(&env_credentials(SECRET));
+    let bad_env = bed.env(&env_credentials("not-the-secret"));
 
     // An expired certificate, made with `efs-proxy cert` 4 hours ago, presented with --cert.
-    let expired = world.dir.path().join("expired.pem");
+    let expired = bed.dir().join("expired.pem");
     let four_hours_ago = efs_proxy::iam::SigningTime::from_system_time(
         SystemTime::now() - Duration::from_secs(4 * 3600),
     )
@@ -421,36 +358,27 @@ async fn refused_certificates_are_logged_with_the_reason() {
     assert_eq!(code, Some(0), "{stderr}");
 
     type Env<'a> = Vec<(&'a str, &'a str)>;
-    let cases: Vec<(&str, Vec<String>, &Env)> = vec![
-        ("signature mismatch", world.args(&["--key", &key]), &bad_env),
+    let cases: Vec<(&str, ProxyArgs, &Env)> = vec![
+        ("signature mismatch", args(&bed, &["--key", &key]), &bad_env),
         (
             "wrong service: the certificate is signed for elasticfilesystem, this mount target is s3files",
-            with(
-                world.args(&["--key", &key, "--server-name", SERVER_NAME]),
-                "--service",
-                "efs",
-            ),
+            args(&bed, &["--key", &key, "--server-name", SERVER_NAME]).with("--service", "efs"),
             &good_env,
         ),
         (
             "wrong file system id: the certificate is for fs-00000000000000001, this mount target serves fs-0123456789abcdef0",
-            with(
-                world.args(&["--key", &key, "--server-name", SERVER_NAME]),
-                "--fs-id",
-                "fs-00000000000000001",
-            ),
+            args(&bed, &["--key", &key, "--server-name", SERVER_NAME])
+                .with("--fs-id", "fs-00000000000000001"),
             &good_env,
         ),
         (
             "certificate expired at",
-            world.args(&["--cert", expired.to_str().unwrap(), "--key", &key]),
+            args(&bed, &["--cert", expired.to_str().unwrap(), "--key", &key]),
             &good_env,
         ),
     ];
     for (reason, args, env) in cases {
-        let proxy = ProxyProcess::spawn_with_env(bin(), &args, env)
-            .await
-            .unwrap();
+        let proxy = spawn(args, env).await;
         refused(&proxy).await;
         let expected = format!(
             "the mount target answered bind with ERROR: IAM authentication failed: {reason}"
@@ -461,32 +389,33 @@ async fn refused_certificates_are_logged_with_the_reason() {
             .unwrap_or_else(|log| panic!("expected {expected:?} in:\n{log}"));
         assert_no_secrets(&log, &[SECRET, "not-the-secret", TOKEN]);
     }
-    let refusals = world.target.observations().iam_refusals;
+    let refusals = bed.target.observations().iam_refusals;
     assert_eq!(refusals.len(), 4, "{refusals:?}");
-    assert_eq!(world.target.observations().iam_accepted, 0);
+    assert_eq!(bed.target.observations().iam_accepted, 0);
 }
 
 #[tokio::test]
 async fn connections_opened_after_a_refresh_present_the_new_certificate() {
-    let world = World::new().await;
-    let key = world.key();
+    let bed = iam_bed().await;
+    let key = bed.rsa_key();
     // Certificates live 6 s and are renewed 3 s before they expire.
-    let proxy = ProxyProcess::spawn_with_env(
-        bin(),
-        world.args(&[
-            "--key",
-            &key,
-            "--cert-lifetime",
-            "6",
-            "--cert-refresh-margin",
-            "3",
-            "--cert-retry-ms",
-            "500",
-        ]),
-        &world.env(&env_credentials(SECRET)),
+    let proxy = spawn(
+        args(
+            &bed,
+            &[
+                "--key",
+                &key,
+                "--cert-lifetime",
+                "6",
+                "--cert-refresh-margin",
+                "3",
+                "--cert-retry-ms",
+                "500",
+            ],
+        ),
+        &bed.env(&env_credentials(SECRET)),
     )
-    .await
-    .unwrap();
+    .await;
     let mut before = connect(proxy.addr()).await;
     null_call(&mut before, 1).await.expect("first connection");
     proxy
@@ -500,10 +429,10 @@ async fn connections_opened_after_a_refresh_present_the_new_certificate() {
         .await
         .expect("first connection still open");
 
-    let seen = world.target.observations();
+    let seen = bed.target.observations();
     assert_eq!(seen.iam_accepted, 2, "{:?}", seen.iam_refusals);
     assert_ne!(seen.client_certs[0], seen.client_certs[1]);
-    let v = verifier("s3files");
+    let v = iam_verifier("s3files");
     let first = v.verify(
         &seen.client_certs[0],
         SystemTime::now() - Duration::from_secs(3),
@@ -521,38 +450,39 @@ const CONTAINER_AUTH_TOKEN: &str = "eks-pod-identity-authorization-token-9c4e2b"
 
 #[tokio::test]
 async fn expiring_container_credentials_drive_the_refresh_and_never_reach_the_log() {
-    let world = World::new().await;
-    let key = world.key();
+    let bed = iam_bed().await;
+    let key = bed.rsa_key();
     // Every request hands out a new token, valid 8 s; the proxy renews 5 s before expiry.
-    let endpoint = CredentialsEndpoint::start(|n| Reply::Credentials {
-        access_key_id: AKID.into(),
-        secret_access_key: SECRET.into(),
-        token: format!("session-token-{n}-{}", "x".repeat(40)),
-        expires_in: Duration::from_secs(8),
+    let endpoint = CredentialsEndpoint::start(|n| {
+        credentials(
+            format!("session-token-{n}-{}", "x".repeat(40)),
+            Duration::from_secs(8),
+        )
     })
     .await
     .unwrap();
     let uri = endpoint.uri();
-    let proxy = ProxyProcess::spawn_with_env(
-        bin(),
-        world.args(&[
-            "--key",
-            &key,
-            "--credentials-refresh-margin",
-            "5",
-            "--cert-retry-ms",
-            "500",
-            "--log-level",
-            "trace",
-        ]),
+    let proxy = spawn(
+        args(
+            &bed,
+            &[
+                "--key",
+                &key,
+                "--credentials-refresh-margin",
+                "5",
+                "--cert-retry-ms",
+                "500",
+                "--log-level",
+                "trace",
+            ],
+        ),
         // EKS Pod Identity also sends an authorization token, a secret too.
-        &world.env(&[
+        &bed.env(&[
             ("AWS_CONTAINER_CREDENTIALS_FULL_URI", &uri),
             ("AWS_CONTAINER_AUTHORIZATION_TOKEN", CONTAINER_AUTH_TOKEN),
         ]),
     )
-    .await
-    .unwrap();
+    .await;
     let mut first = connect(proxy.addr()).await;
     null_call(&mut first, 1).await.expect("first connection");
     proxy
@@ -562,19 +492,8 @@ async fn expiring_container_credentials_drive_the_refresh_and_never_reach_the_lo
     let mut second = connect(proxy.addr()).await;
     null_call(&mut second, 2).await.expect("second connection");
 
-    let seen = world.target.observations();
-    assert_eq!(seen.iam_accepted, 2, "{:?}", seen.iam_refusals);
-    let v = verifier("s3files");
-    let tokens: Vec<String> = seen
-        .client_certs
-        .iter()
-        .map(|c| {
-            v.verify(c, SystemTime::now())
-                .unwrap()
-                .session_token
-                .unwrap()
-        })
-        .collect();
+    let tokens: Vec<String> = accepted_tokens(&bed).into_iter().flatten().collect();
+    assert_eq!(tokens.len(), 2, "{tokens:?}");
     assert!(tokens[0].starts_with("session-token-0-"), "{tokens:?}");
     assert_ne!(tokens[0], tokens[1]);
     assert!(endpoint.requests() >= 2);
@@ -592,38 +511,34 @@ async fn expiring_container_credentials_drive_the_refresh_and_never_reach_the_lo
 
 #[tokio::test]
 async fn a_failed_refresh_keeps_the_certificate_and_retries_with_backoff() {
-    let world = World::new().await;
-    let key = world.key();
+    let bed = iam_bed().await;
+    let key = bed.rsa_key();
     // Request 0 succeeds, 1 and 2 fail, later ones succeed.
     let endpoint = CredentialsEndpoint::start(|n| match n {
         // 403 is not retried inside the provider: one request per refresh attempt.
         1 | 2 => Reply::Fail(403),
-        _ => Reply::Credentials {
-            access_key_id: AKID.into(),
-            secret_access_key: SECRET.into(),
-            token: format!("token-{n}"),
-            expires_in: Duration::from_secs(3600),
-        },
+        _ => credentials(format!("token-{n}"), HOUR),
     })
     .await
     .unwrap();
     let uri = endpoint.uri();
-    let proxy = ProxyProcess::spawn_with_env(
-        bin(),
-        world.args(&[
-            "--key",
-            &key,
-            "--cert-lifetime",
-            "30",
-            "--cert-refresh-margin",
-            "28",
-            "--cert-retry-ms",
-            "1000",
-        ]),
-        &world.env(&[("AWS_CONTAINER_CREDENTIALS_FULL_URI", &uri)]),
+    let proxy = spawn(
+        args(
+            &bed,
+            &[
+                "--key",
+                &key,
+                "--cert-lifetime",
+                "30",
+                "--cert-refresh-margin",
+                "28",
+                "--cert-retry-ms",
+                "1000",
+            ],
+        ),
+        &bed.env(&[("AWS_CONTAINER_CREDENTIALS_FULL_URI", &uri)]),
     )
-    .await
-    .unwrap();
+    .await;
     let log = proxy
         .wait_for_log("client certificate refresh failed (attempt 1)", LOG_WAIT)
         .await
@@ -651,9 +566,9 @@ async fn a_failed_refresh_keeps_the_certificate_and_retries_with_backoff() {
 /// ~/.aws/config whose `credential_process` prints the credentials.
 #[tokio::test]
 async fn profiles_from_the_shared_files_sign_certificates() {
-    let world = World::new().await;
-    let key = world.key();
-    let aws = world.dir.path().join(".aws");
+    let bed = iam_bed().await;
+    let key = bed.rsa_key();
+    let aws = bed.dir().join(".aws");
     std::fs::create_dir_all(&aws).unwrap();
     std::fs::write(
         aws.join("credentials"),
@@ -663,7 +578,7 @@ async fn profiles_from_the_shared_files_sign_certificates() {
     let json = format!(
         r#"{{"Version":1,"AccessKeyId":"{AKID}","SecretAccessKey":"{SECRET}","SessionToken":"process-token"}}"#
     );
-    let script = world.dir.path().join("creds.sh");
+    let script = bed.dir().join("creds.sh");
     std::fs::write(&script, format!("#!/bin/sh\necho '{json}'\n")).unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     std::fs::write(
@@ -675,81 +590,46 @@ async fn profiles_from_the_shared_files_sign_certificates() {
     )
     .unwrap();
 
-    let wrong_env = world.env(&env_credentials("not-the-secret"));
-    let proxy = ProxyProcess::spawn_with_env(
-        bin(),
-        world.args(&["--key", &key, "--profile", "dev"]),
-        &wrong_env,
-    )
-    .await
-    .unwrap();
-    let mut client = connect(proxy.addr()).await;
-    null_call(&mut client, 1)
-        .await
-        .expect("--profile dev binds");
+    let wrong_env = bed.env(&env_credentials("not-the-secret"));
+    let with_profile = args(&bed, &["--key", &key, "--profile", "dev"]);
+    let proxy = bound(with_profile, &wrong_env, "--profile dev").await;
     assert!(
         proxy.log().contains("from profile credentials"),
         "{}",
         proxy.log()
     );
 
-    let proxy = ProxyProcess::spawn_with_env(
-        bin(),
-        world.args(&["--key", &key]),
-        &world.env(&[("AWS_PROFILE", "proc")]),
-    )
-    .await
-    .unwrap();
-    let mut client = connect(proxy.addr()).await;
-    null_call(&mut client, 2)
-        .await
-        .expect("AWS_PROFILE=proc binds");
-
-    let seen = world.target.observations();
-    assert_eq!(seen.iam_accepted, 2, "{:?}", seen.iam_refusals);
-    let v = verifier("s3files");
-    let tokens: Vec<Option<String>> = seen
-        .client_certs
-        .iter()
-        .map(|c| v.verify(c, SystemTime::now()).unwrap().session_token)
-        .collect();
-    assert_eq!(tokens, vec![None, Some("process-token".to_string())]);
+    let env = bed.env(&[("AWS_PROFILE", "proc")]);
+    let proxy = bound(args(&bed, &["--key", &key]), &env, "AWS_PROFILE=proc").await;
+    assert_eq!(
+        accepted_tokens(&bed),
+        vec![None, Some("process-token".to_string())]
+    );
     assert_no_secrets(&proxy.log(), &[SECRET, "process-token"]);
 }
 
 /// EC2 instance metadata (IMDSv2, on loopback): the last source of the chain.
 #[tokio::test]
 async fn instance_metadata_credentials_sign_certificates() {
-    let world = World::new().await;
-    let key = world.key();
-    let imds = CredentialsEndpoint::start(|n| Reply::Credentials {
-        access_key_id: AKID.into(),
-        secret_access_key: SECRET.into(),
-        token: format!("imds-role-token-{n}"),
-        expires_in: Duration::from_secs(6 * 3600),
-    })
-    .await
-    .unwrap();
+    let bed = iam_bed().await;
+    let key = bed.rsa_key();
+    let imds =
+        CredentialsEndpoint::start(|n| credentials(format!("imds-role-token-{n}"), 6 * HOUR))
+            .await
+            .unwrap();
     let endpoint = imds.imds_endpoint();
-    let mut env = world.env(&[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &endpoint)]);
+    let mut env = bed.env(&[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &endpoint)]);
     env.retain(|(k, _)| *k != "AWS_EC2_METADATA_DISABLED");
-    let proxy = ProxyProcess::spawn_with_env(bin(), world.args(&["--key", &key]), &env)
-        .await
-        .unwrap();
-    let mut client = connect(proxy.addr()).await;
-    null_call(&mut client, 1)
-        .await
-        .expect("IMDS credentials bind");
+    let proxy = bound(args(&bed, &["--key", &key]), &env, "IMDS credentials").await;
     assert!(
         proxy.log().contains("from instance metadata credentials"),
         "{}",
         proxy.log()
     );
-    let seen = world.target.observations();
-    let ok = verifier("s3files")
-        .verify(&seen.client_certs[0], SystemTime::now())
-        .unwrap();
-    assert_eq!(ok.session_token.as_deref(), Some("imds-role-token-0"));
+    assert_eq!(
+        accepted_tokens(&bed),
+        vec![Some("imds-role-token-0".to_string())]
+    );
 }
 
 // --- credentials traded at STS or the SSO portal: web identity, assume-role, SSO ---
@@ -799,52 +679,39 @@ fn sts_sso_env(url: &str) -> [(&'static str, String); 3] {
     ]
 }
 
-/// `World::env` with owned extras.
-fn env_of<'a>(world: &'a World, extra: &'a [(&'static str, String)]) -> Vec<(&'a str, &'a str)> {
+/// `TestBed::env` with owned extras.
+fn env_of<'a>(bed: &'a TestBed, extra: &'a [(&'static str, String)]) -> Vec<(&'a str, &'a str)> {
     let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    world.env(&extra)
+    bed.env(&extra)
 }
 
 /// Starts the proxy at trace level with `extra` arguments and environment, and checks that
 /// a NULL call gets through (certificate accepted, bind done); panics with `what` and the
 /// proxy's log otherwise.
 async fn bound_at_trace(
-    world: &World,
+    bed: &TestBed,
     extra_args: &[&str],
     extra_env: &[(&'static str, String)],
     what: &str,
 ) -> ProxyProcess {
-    let mut args = extra_args.to_vec();
-    args.extend(["--log-level", "trace"]);
-    let proxy = ProxyProcess::spawn_with_env(bin(), world.args(&args), &env_of(world, extra_env))
-        .await
-        .unwrap();
-    let mut client = connect(proxy.addr()).await;
-    null_call(&mut client, 1)
-        .await
-        .unwrap_or_else(|| panic!("{what}: no bind\n{}", proxy.log()));
-    proxy
+    let at_trace = args(bed, extra_args).with("--log-level", "trace");
+    bound(at_trace, &env_of(bed, extra_env), what).await
 }
 
 /// The session token in the certificate the target accepted last.
-fn last_session_token(world: &World) -> Option<String> {
-    let seen = world.target.observations();
-    assert!(seen.iam_accepted > 0, "{:?}", seen.iam_refusals);
-    let cert = seen.client_certs.last().expect("a client certificate");
-    let ok = verifier("s3files").verify(cert, SystemTime::now()).unwrap();
-    assert_eq!(ok.access_key_id, AKID);
-    ok.session_token
+fn last_session_token(bed: &TestBed) -> Option<String> {
+    accepted_tokens(bed).pop().expect("a client certificate")
 }
 
 /// EKS IRSA: `AWS_WEB_IDENTITY_TOKEN_FILE` + `AWS_ROLE_ARN` → STS `AssumeRoleWithWebIdentity`
 /// (unsigned, the token in the form), and the role's credentials sign the certificate.
 #[tokio::test]
 async fn web_identity_credentials_from_sts_sign_certificates_and_never_reach_the_log() {
-    let world = World::new().await;
-    let key = world.key();
+    let bed = iam_bed().await;
+    let key = bed.rsa_key();
     let token = "web-identity-session/token+from=STS-3f9a1c";
     let sts = StsSsoEndpoint::start(issued(token), &[]).await.unwrap();
-    let token_file = world.dir.path().join("web-identity-token");
+    let token_file = bed.dir().join("web-identity-token");
     std::fs::write(&token_file, WEB_IDENTITY_JWT).unwrap();
     let mut extra = vec![
         (
@@ -855,7 +722,7 @@ async fn web_identity_credentials_from_sts_sign_certificates_and_never_reach_the
         ("AWS_ROLE_SESSION_NAME", "efs-proxy-irsa".to_string()),
     ];
     extra.extend(sts_sso_env(&sts.url()));
-    let proxy = bound_at_trace(&world, &["--key", &key], &extra, "web identity").await;
+    let proxy = bound_at_trace(&bed, &["--key", &key], &extra, "web identity").await;
 
     assert_eq!(
         sts.calls(),
@@ -866,7 +733,7 @@ async fn web_identity_credentials_from_sts_sign_certificates_and_never_reach_the
             authorization: None,
         }]
     );
-    assert_eq!(last_session_token(&world).as_deref(), Some(token));
+    assert_eq!(last_session_token(&bed).as_deref(), Some(token));
     let log = proxy.log();
     assert!(
         log.contains("access key AKIDEXAMPLE from web identity credentials"),
@@ -879,11 +746,7 @@ async fn web_identity_credentials_from_sts_sign_certificates_and_never_reach_the
     // Without its token file, web identity is configured but fails: the error names it and
     // STS is not called.
     std::fs::remove_file(&token_file).unwrap();
-    let (code, _, stderr) =
-        run_to_exit_with_env(bin(), world.args(&["--key", &key]), &env_of(&world, &extra))
-            .await
-            .unwrap();
-    assert_eq!(code, Some(1), "{stderr}");
+    let stderr = start_failure(args(&bed, &["--key", &key]), &env_of(&bed, &extra)).await;
     assert!(
         stderr.contains("AWS credentials from web identity failed"),
         "{stderr}"
@@ -899,13 +762,13 @@ async fn web_identity_credentials_from_sts_sign_certificates_and_never_reach_the
 /// by STS, and the proxy's error names the profile and STS's reason.
 #[tokio::test]
 async fn assume_role_profiles_call_sts_signed_with_the_source_profile() {
-    let world = World::new().await;
-    let key = world.key();
+    let bed = iam_bed().await;
+    let key = bed.rsa_key();
     let token = "assumed-role-session/token+from=STS-7be2d0";
     let sts = StsSsoEndpoint::start(issued(token), &[(SOURCE_AKID, SOURCE_SECRET)])
         .await
         .unwrap();
-    let aws = world.dir.path().join(".aws");
+    let aws = bed.dir().join(".aws");
     std::fs::create_dir_all(&aws).unwrap();
     std::fs::write(
         aws.join("credentials"),
@@ -929,9 +792,9 @@ async fn assume_role_profiles_call_sts_signed_with_the_source_profile() {
     )
     .unwrap();
     let extra = sts_sso_env(&sts.url());
-    let env = env_of(&world, &extra);
+    let env = env_of(&bed, &extra);
     let proxy = bound_at_trace(
-        &world,
+        &bed,
         &["--key", &key, "--profile", "mount"],
         &extra,
         "assume-role",
@@ -951,7 +814,7 @@ async fn assume_role_profiles_call_sts_signed_with_the_source_profile() {
             },
         }]
     );
-    assert_eq!(last_session_token(&world).as_deref(), Some(token));
+    assert_eq!(last_session_token(&bed).as_deref(), Some(token));
     let log = proxy.log();
     assert!(
         log.contains("access key AKIDEXAMPLE from profile credentials"),
@@ -971,14 +834,7 @@ async fn assume_role_profiles_call_sts_signed_with_the_source_profile() {
     );
     drop(proxy);
 
-    let (code, _, stderr) = run_to_exit_with_env(
-        bin(),
-        world.args(&["--key", &key, "--profile", "wrong"]),
-        &env,
-    )
-    .await
-    .unwrap();
-    assert_eq!(code, Some(1), "{stderr}");
+    let stderr = start_failure(args(&bed, &["--key", &key, "--profile", "wrong"]), &env).await;
     assert!(
         stderr.contains("profile \"wrong\" did not provide credentials"),
         "{stderr}"
@@ -1002,11 +858,11 @@ async fn assume_role_profiles_call_sts_signed_with_the_source_profile() {
 /// `x-amz-sso_bearer_token`, and the role credentials sign the certificate.
 #[tokio::test]
 async fn sso_profiles_get_role_credentials_with_the_cached_token() {
-    let world = World::new().await;
-    let key = world.key();
+    let bed = iam_bed().await;
+    let key = bed.rsa_key();
     let token = "sso-role-session/token+from=portal-51c0de";
     let portal = StsSsoEndpoint::start(issued(token), &[]).await.unwrap();
-    let aws = world.dir.path().join(".aws");
+    let aws = bed.dir().join(".aws");
     let cache = aws.join("sso/cache");
     std::fs::create_dir_all(&cache).unwrap();
     let start_url = "https://d-1234567890.awsapps.com/start";
@@ -1054,8 +910,8 @@ async fn sso_profiles_get_role_credentials_with_the_cached_token() {
     for profile in ["sso-session", "sso-legacy"] {
         let mut extra = vec![("AWS_PROFILE", profile.to_string())];
         extra.extend(sts_sso_env(&portal.url()));
-        let proxy = bound_at_trace(&world, &["--key", &key], &extra, profile).await;
-        assert_eq!(last_session_token(&world).as_deref(), Some(token));
+        let proxy = bound_at_trace(&bed, &["--key", &key], &extra, profile).await;
+        assert_eq!(last_session_token(&bed).as_deref(), Some(token));
         let log = proxy.log();
         assert!(
             log.contains("access key AKIDEXAMPLE from profile credentials"),
@@ -1088,15 +944,10 @@ async fn sso_profiles_get_role_credentials_with_the_cached_token() {
 
 #[tokio::test]
 async fn without_credentials_the_proxy_says_what_it_tried() {
-    let world = World::new().await;
-    let key = world.key();
+    let bed = iam_bed().await;
+    let key = bed.rsa_key();
     let started = Instant::now();
-    let (code, stdout, stderr) =
-        run_to_exit_with_env(bin(), world.args(&["--key", &key]), &world.env(&[]))
-            .await
-            .unwrap();
-    assert_eq!(code, Some(1), "{stderr}");
-    assert!(stdout.is_empty(), "{stdout}");
+    let stderr = start_failure(args(&bed, &["--key", &key]), &bed.env(&[])).await;
     for needle in [
         "no AWS credentials found; tried, in order: environment",
         "profile",
@@ -1122,8 +973,8 @@ async fn without_credentials_the_proxy_says_what_it_tried() {
 /// gives up after its bounded timeout, naming instance metadata.
 #[tokio::test]
 async fn a_silent_instance_metadata_service_fails_within_the_timeout() {
-    let world = World::new().await;
-    let key = world.key();
+    let bed = iam_bed().await;
+    let key = bed.rsa_key();
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}", silent.local_addr().unwrap());
     let held = tokio::spawn(async move {
@@ -1132,14 +983,11 @@ async fn a_silent_instance_metadata_service_fails_within_the_timeout() {
             held.push(s);
         }
     });
-    let mut env = world.env(&[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &endpoint)]);
+    let mut env = bed.env(&[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &endpoint)]);
     env.retain(|(k, _)| *k != "AWS_EC2_METADATA_DISABLED");
     let started = Instant::now();
-    let (code, _, stderr) = run_to_exit_with_env(bin(), world.args(&["--key", &key]), &env)
-        .await
-        .unwrap();
+    let stderr = start_failure(args(&bed, &["--key", &key]), &env).await;
     let elapsed = started.elapsed();
-    assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("instance metadata"), "{stderr}");
     assert!(
         elapsed < Duration::from_secs(9),
@@ -1151,46 +999,40 @@ async fn a_silent_instance_metadata_service_fails_within_the_timeout() {
 
 // --- the cert subcommand ---
 
-/// `efs-proxy cert` with the vectors' inputs writes the reference certificate, byte for
-/// byte, and `--explain` shows the reference canonical request and signature.
-#[tokio::test]
-async fn the_cert_command_reproduces_the_reference_certificate() {
+/// `efs-proxy cert` with the vectors' key and inputs (EFS, `region`, signed at
+/// 2026-04-15T12:34:56Z for `client-host.example`, client source `test`, `--explain`) and
+/// `extra`, with the environment's credentials (and `token`, if any): its exit status, its
+/// output, and the certificate it wrote, as DER.
+async fn cert_command(
+    region: &str,
+    extra: &[&str],
+    token: Option<&str>,
+) -> (Option<i32>, String, String, Vec<u8>) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("cert.pem");
     let key = vectors().join("test-key-rsa3072.pem");
-    let env = [
+    let mut env = vec![
         ("HOME", dir.path().to_str().unwrap()),
         ("AWS_EC2_METADATA_DISABLED", "true"),
         ("AWS_ACCESS_KEY_ID", AKID),
         ("AWS_SECRET_ACCESS_KEY", SECRET),
     ];
-    let (code, stdout, stderr) = run_to_exit_with_env(
-        bin(),
-        [
-            "cert",
-            "--fs-id",
-            FS,
-            "--region",
-            "us-east-1",
-            "--service",
-            "efs",
-            "--key",
-            key.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--time",
-            "2026-04-15T12:34:56Z",
-            "--common-name",
-            "client-host.example",
-            "--client-source",
-            "test",
-            "--explain",
-        ],
-        &env,
-    )
-    .await
-    .unwrap();
-    assert_eq!(code, Some(0), "{stderr}");
+    env.extend(token.map(|t| ("AWS_SESSION_TOKEN", t)));
+    let args = ProxyArgs::new("cert")
+        .with("--fs-id", FS)
+        .with("--region", region)
+        .with("--service", "efs")
+        .with("--key", key.to_str().unwrap())
+        .with("--out", out.to_str().unwrap())
+        .with("--time", "2026-04-15T12:34:56Z")
+        .with("--common-name", "client-host.example")
+        .with("--client-source", "test")
+        .and(&["--explain"])
+        .and(extra);
+    let (code, stdout, stderr) = run_to_exit_with_env(bin(), &args, &env).await.unwrap();
+    if code != Some(0) {
+        return (code, stdout, stderr, Vec::new());
+    }
     let mode =
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&out).unwrap().permissions());
     assert_eq!(
@@ -1198,12 +1040,17 @@ async fn the_cert_command_reproduces_the_reference_certificate() {
         0o600,
         "the certificate may hold a session token"
     );
-    let made = std::fs::read(&out).unwrap();
-    let reference = std::fs::read(vectors().join("efs-basic.cert.pem")).unwrap();
-    assert_eq!(
-        CertificateDer::from_pem_slice(&made).unwrap(),
-        CertificateDer::from_pem_slice(&reference).unwrap()
-    );
+    let made = CertificateDer::from_pem_slice(&std::fs::read(&out).unwrap()).unwrap();
+    (code, stdout, stderr, made.to_vec())
+}
+
+/// `efs-proxy cert` with the vectors' inputs writes the reference certificate, byte for
+/// byte, and `--explain` shows the reference canonical request and signature.
+#[tokio::test]
+async fn the_cert_command_reproduces_the_reference_certificate() {
+    let (code, stdout, stderr, made) = cert_command("us-east-1", &[], None).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(made, vector_cert("efs-basic"));
     let doc: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(vectors().join("iam-cert-vectors.json")).unwrap(),
     )
@@ -1225,54 +1072,16 @@ async fn the_cert_command_reproduces_the_reference_certificate() {
 
 #[tokio::test]
 async fn the_cert_command_redacts_the_session_token() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("cert.pem");
-    let key = vectors().join("test-key-rsa3072.pem");
-    let env = [
-        ("HOME", dir.path().to_str().unwrap()),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-        ("AWS_ACCESS_KEY_ID", AKID),
-        ("AWS_SECRET_ACCESS_KEY", SECRET),
-        ("AWS_SESSION_TOKEN", TOKEN),
+    let extra = [
+        "--access-point",
+        "fsap-0123456789abcdef0",
+        "--log-level",
+        "trace",
     ];
-    let (code, stdout, stderr) = run_to_exit_with_env(
-        bin(),
-        [
-            "cert",
-            "--fs-id",
-            FS,
-            "--region",
-            "eu-west-2",
-            "--service",
-            "efs",
-            "--key",
-            key.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--time",
-            "2026-04-15T12:34:56Z",
-            "--common-name",
-            "client-host.example",
-            "--client-source",
-            "test",
-            "--access-point",
-            "fsap-0123456789abcdef0",
-            "--explain",
-            "--log-level",
-            "trace",
-        ],
-        &env,
-    )
-    .await
-    .unwrap();
+    let (code, stdout, stderr, made) = cert_command("eu-west-2", &extra, Some(TOKEN)).await;
     assert_eq!(code, Some(0), "{stderr}");
     // Still the reference certificate (which does carry the token, as it must).
-    let made = std::fs::read(&out).unwrap();
-    let reference = std::fs::read(vectors().join("efs-session-token.cert.pem")).unwrap();
-    assert_eq!(
-        CertificateDer::from_pem_slice(&made).unwrap(),
-        CertificateDer::from_pem_slice(&reference).unwrap()
-    );
+    assert_eq!(made, vector_cert("efs-session-token"));
     let redacted = format!(
         "X-Amz-Security-Token=<session token, {} characters, redacted>",
         TOKEN.len()
@@ -1284,137 +1093,13 @@ async fn the_cert_command_redacts_the_session_token() {
     assert_no_secrets(&stderr, &[SECRET, TOKEN, encoded]);
 }
 
-// --- command-line contract ---
-
-#[tokio::test]
-async fn iam_options_are_documented_and_checked() {
-    let env: [(&str, &str); 1] = [("AWS_EC2_METADATA_DISABLED", "true")];
-    let (code, stdout, _) = run_to_exit_with_env(bin(), ["run", "--help"], &env)
-        .await
-        .unwrap();
-    assert_eq!(code, Some(0));
-    for option in [
-        "--fs-id",
-        "--region",
-        "--service",
-        "--access-point",
-        "--profile",
-        "--az-id",
-        "--key",
-        "--no-iam",
-    ] {
-        assert!(
-            stdout.contains(option),
-            "{option} missing from run --help:\n{stdout}"
-        );
-    }
-    let (code, stdout, _) = run_to_exit_with_env(bin(), ["cert", "--help"], &env)
-        .await
-        .unwrap();
-    assert_eq!(code, Some(0));
-    for option in [
-        "--fs-id",
-        "--region",
-        "--service",
-        "--key",
-        "--time",
-        "--access-point",
-        "--common-name",
-        "--client-source",
-        "--client-version",
-        "--out",
-        "--explain",
-    ] {
-        assert!(
-            stdout.contains(option),
-            "{option} missing from cert --help:\n{stdout}"
-        );
-    }
-
-    // --fs-id needs --region and --service (a usage error, exit 2).
-    let (code, _, stderr) = run_to_exit_with_env(bin(), ["run", "--fs-id", FS], &env)
-        .await
-        .unwrap();
-    assert_eq!(code, Some(2), "{stderr}");
-    assert!(
-        stderr.contains("--region") && stderr.contains("--service"),
-        "{stderr}"
-    );
-
-    // An S3 Files address needs the AZ, or an explicit --target.
-    let (code, _, stderr) = run_to_exit_with_env(
-        bin(),
-        [
-            "run",
-            "--fs-id",
-            FS,
-            "--region",
-            REGION,
-            "--service",
-            "s3files",
-        ],
-        &env,
-    )
-    .await
-    .unwrap();
-    assert_eq!(code, Some(1), "{stderr}");
-    assert!(stderr.contains("--az-id"), "{stderr}");
-
-    // A bad file system id is named with an example of a good one.
-    let (code, _, stderr) = run_to_exit_with_env(
-        bin(),
-        [
-            "run",
-            "--fs-id",
-            "fs-NOPE",
-            "--region",
-            REGION,
-            "--service",
-            "efs",
-        ],
-        &env,
-    )
-    .await
-    .unwrap();
-    assert_eq!(code, Some(1), "{stderr}");
-    assert!(
-        stderr.contains("fs-NOPE") && stderr.contains("fs-0123456789abcdef0"),
-        "{stderr}"
-    );
-
-    // --key alone is not enough without --fs-id.
-    let (code, _, stderr) = run_to_exit_with_env(
-        bin(),
-        [
-            "run",
-            "--target",
-            "127.0.0.1:2049",
-            "--server-name",
-            "x",
-            "--key",
-            "k.pem",
-        ],
-        &env,
-    )
-    .await
-    .unwrap();
-    assert_eq!(code, Some(1), "{stderr}");
-    assert!(stderr.contains("--key needs --cert"), "{stderr}");
-}
-
 /// `--no-iam` makes efs-utils' certificate for TLS mounts without `iam`: no credentials
 /// needed, and a verifying target refuses it for lack of a signature.
 #[tokio::test]
 async fn no_iam_certificates_need_no_credentials_and_carry_no_signature() {
-    let world = World::new().await;
-    let key = world.key();
-    let proxy = ProxyProcess::spawn_with_env(
-        bin(),
-        world.args(&["--key", &key, "--no-iam"]),
-        &world.env(&[]),
-    )
-    .await
-    .unwrap();
+    let bed = iam_bed().await;
+    let key = bed.rsa_key();
+    let proxy = spawn(args(&bed, &["--key", &key, "--no-iam"]), &bed.env(&[])).await;
     refused(&proxy).await;
     proxy
         .wait_for_log("IAM authentication failed: no IAM signature", LOG_WAIT)

@@ -5,36 +5,15 @@ use std::time::Duration;
 
 use efs_proxy::{Auth, ProxyBuilder, Trust};
 use efs_proxy_tests::load::RpcConnection;
-use efs_proxy_tests::{
-    Backend, BindBehaviour, FakeMountTarget, MountTargetConfig, Responder, SERVER_NAME, ServerTls,
-    TestPki,
-};
-
-async fn target(pki: &TestPki) -> FakeMountTarget {
-    FakeMountTarget::start(
-        "127.0.0.1:0".parse().unwrap(),
-        MountTargetConfig {
-            tls: Some(ServerTls {
-                chain: vec![pki.server.cert_der.clone()],
-                key: pki.server.private_key(),
-                require_client_cert: true,
-            }),
-            bind: BindBehaviour::ready(3),
-            backend: Backend::Responder(Responder::Echo),
-            max_record_size: efs_rpc::DEFAULT_MAX_RECORD_SIZE,
-            iam: None,
-        },
-    )
-    .await
-    .unwrap()
-}
+use efs_proxy_tests::{BindBehaviour, SERVER_NAME, TestBed};
 
 #[tokio::test]
 async fn an_embedded_proxy_serves_counts_and_shuts_down() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = TestPki::generate(&[SERVER_NAME]).unwrap();
-    let files = pki.write(dir.path()).unwrap();
-    let target = target(&pki).await;
+    let bed = TestBed::builder()
+        .bind(BindBehaviour::ready(3))
+        .start()
+        .await;
+    let (target, files) = (&bed.target, &bed.files);
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let bound = listener.local_addr().unwrap();

@@ -5,10 +5,11 @@
 use std::path::Path;
 use std::time::Duration;
 
+use efs_proxy_tests::client::send_call;
 use efs_proxy_tests::process::{ProxyProcess, run_to_exit};
-use efs_proxy_tests::{SERVER_NAME, TestPki};
+use efs_proxy_tests::{ProxyArgs, TestBed};
 use proptest::prelude::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_efs-proxy"))
@@ -50,73 +51,33 @@ fn value() -> impl Strategy<Value = String> {
     ]
 }
 
-struct Files {
-    _dir: tempfile::TempDir,
-    ca: String,
-    cert: String,
-    key: String,
-}
-
-fn files() -> &'static Files {
-    static FILES: std::sync::OnceLock<Files> = std::sync::OnceLock::new();
-    FILES.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let written = TestPki::generate(&[SERVER_NAME])
-            .unwrap()
-            .write(dir.path())
-            .unwrap();
-        let s = |p: &Path| p.to_str().unwrap().to_string();
-        Files {
-            ca: s(&written.ca),
-            cert: s(&written.client_cert),
-            key: s(&written.client_key),
-            _dir: dir,
-        }
-    })
-}
-
-fn base_args(iam: bool) -> Vec<String> {
-    let f = files();
-    let mut args: Vec<String> = ["run", "--listen", "127.0.0.1:0", "--ca-file", &f.ca]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    // Port 1 on loopback: nothing listens, every connection is refused at once.
-    if iam {
-        let key = ["--key", &f.key, "--fs-id", "fs-0123456789abcdef0"];
-        let rest = ["--region", "us-east-1", "--service", "efs", "--no-iam"];
-        args.extend(key.iter().chain(&rest).map(|s| s.to_string()));
-        args.extend(["--target".into(), "127.0.0.1:1".into()]);
+/// `run` against the bed's PKI, to a mount target that refuses TCP (port 1 on loopback:
+/// nothing listens, every connection is refused at once): with the client certificate, or
+/// (`iam`) with an IAM certificate in `--no-iam` mode, so no credentials are needed.
+fn base_args(bed: &TestBed, iam: bool) -> ProxyArgs {
+    let args = if iam {
+        let key = bed.files.client_key.to_str().unwrap();
+        bed.run_with_iam()
+            .with("--service", "efs")
+            .with("--key", key)
+            .and(&["--no-iam"])
     } else {
-        let rest = [
-            "--cert",
-            &f.cert,
-            "--key",
-            &f.key,
-            "--target",
-            "127.0.0.1:1",
-        ];
-        args.extend(rest.iter().map(|s| s.to_string()));
-        args.extend(["--server-name".into(), SERVER_NAME.into()]);
-    }
-    args
+        bed.run_with_cert()
+    };
+    args.with("--target", "127.0.0.1:1")
 }
 
 /// Runs the proxy with `option value`: a refusal must be one line naming the option; a start
 /// must survive a client connection.
 async fn check(iam: bool, option: &str, value: &str) -> Result<(), String> {
-    let mut args = base_args(iam);
-    args.extend([option.to_string(), value.to_string()]);
+    let bed = TestBed::builder().start().await;
+    let args = base_args(&bed, iam).with(option, value);
     match ProxyProcess::spawn(bin(), &args).await {
         Ok(proxy) => {
             let mut client = tokio::net::TcpStream::connect(proxy.addr())
                 .await
                 .map_err(|e| e.to_string())?;
-            let call = efs_rpc::RpcMessage::call(1, efs_rpc::CallHeader::new(100_003, 4, 0))
-                .encode()
-                .unwrap();
-            let record = efs_rpc::Record::from_message(&call).unwrap();
-            client.write_all(record.wire()).await.ok();
+            send_call(&mut client, 1, 0, &[]).await.ok();
             let mut buf = [0u8; 64];
             let _ = tokio::time::timeout(Duration::from_secs(5), client.read(&mut buf)).await;
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -5,16 +5,15 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use efs_proxy_tests::bed::plaintext_target;
+use efs_proxy_tests::client::{NFS_PROGRAM, call, read_record, send_call};
 use efs_proxy_tests::process::{ProxyProcess, run_to_exit};
 use efs_proxy_tests::{
-    Backend, BindBehaviour, FakeMountTarget, MountTargetConfig, Responder, SERVER_NAME, TestBed,
-    TestPki,
+    Backend, BindBehaviour, ProxyArgs, Responder, SERVER_NAME, TestBed, TestPki,
 };
-use efs_rpc::{CallHeader, Record, RpcMessage, parse_accepted_reply};
+use efs_rpc::{CallHeader, RpcMessage, parse_accepted_reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-const NFS_PROGRAM: u32 = 100_003;
 
 fn bin() -> &'static std::path::Path {
     std::path::Path::new(env!("CARGO_BIN_EXE_efs-proxy"))
@@ -26,48 +25,11 @@ async fn setup(bind: BindBehaviour, backend: Backend) -> TestBed {
 }
 
 /// The test bed's standard arguments with short connect and bind timeouts.
-fn args(setup: &TestBed) -> Vec<String> {
-    setup.proxy_args(&["--connect-timeout", "2", "--bind-timeout", "2"])
-}
-
-fn with(mut args: Vec<String>, key: &str, value: &str) -> Vec<String> {
-    match args.iter().position(|a| a == key) {
-        Some(i) => args[i + 1] = value.to_string(),
-        None => args.extend([key.to_string(), value.to_string()]),
-    }
-    args
-}
-
-fn without(mut args: Vec<String>, key: &str) -> Vec<String> {
-    if let Some(i) = args.iter().position(|a| a == key) {
-        args.drain(i..i + 2);
-    }
-    args
-}
-
-/// One RPC call over an open connection; returns the reply's results.
-async fn call(stream: &mut TcpStream, xid: u32, procedure: u32, args: &[u8]) -> Vec<u8> {
-    let message = RpcMessage::call(xid, CallHeader::new(NFS_PROGRAM, 4, procedure))
-        .encode_with_body(args)
-        .unwrap();
-    stream
-        .write_all(Record::from_message(&message).unwrap().wire())
-        .await
-        .unwrap();
-    let reply = read_record(stream).await.expect("a reply record");
-    let (got, results) = parse_accepted_reply(&reply).unwrap();
-    assert_eq!(got, xid);
-    results.to_vec()
-}
-
-/// Reads one single-fragment record, or `None` on EOF/reset.
-async fn read_record(stream: &mut TcpStream) -> Option<Vec<u8>> {
-    let mut mark = [0u8; 4];
-    stream.read_exact(&mut mark).await.ok()?;
-    let len = (u32::from_be_bytes(mark) & 0x7fff_ffff) as usize;
-    let mut message = vec![0; len];
-    stream.read_exact(&mut message).await.ok()?;
-    Some(message)
+fn args(setup: &TestBed) -> ProxyArgs {
+    setup
+        .run_with_cert()
+        .with("--connect-timeout", "2")
+        .with("--bind-timeout", "2")
 }
 
 /// Waits until the peer closes the connection; true if it did within 10 s.
@@ -128,7 +90,7 @@ async fn the_largest_server_timeout_does_not_overflow() {
         Backend::Responder(Responder::Echo),
     )
     .await;
-    let proxy_args = with(args(&setup), "--server-timeout", &u64::MAX.to_string());
+    let proxy_args = args(&setup).with("--server-timeout", u64::MAX.to_string());
     let proxy = ProxyProcess::spawn(bin(), proxy_args).await.unwrap();
     let mut client = connect(proxy.addr()).await;
     assert!(call(&mut client, 1, 0, &[]).await.is_empty());
@@ -239,16 +201,10 @@ async fn retry_later_and_error_replies_are_accepted_on_the_first_connection() {
 
 /// Starts the proxy with `args`, makes one client connection and returns the proxy's log once
 /// it contains `expected`; also checks that the client connection was closed.
-async fn expect_failure(args: Vec<String>, expected: &[&str]) -> String {
+async fn expect_failure(args: ProxyArgs, expected: &[&str]) -> String {
     let proxy = ProxyProcess::spawn(bin(), args).await.unwrap();
     let mut client = connect(proxy.addr()).await;
-    let message = RpcMessage::call(1, CallHeader::new(NFS_PROGRAM, 4, 0))
-        .encode()
-        .unwrap();
-    client
-        .write_all(Record::from_message(&message).unwrap().wire())
-        .await
-        .unwrap();
+    send_call(&mut client, 1, 0, &[]).await.unwrap();
     assert!(
         closed_by_peer(&mut client).await,
         "client connection must be closed"
@@ -266,7 +222,7 @@ async fn expect_failure(args: Vec<String>, expected: &[&str]) -> String {
 #[tokio::test]
 async fn dns_failure_names_the_layer() {
     let setup = setup(BindBehaviour::ready(1), Backend::Responder(Responder::Echo)).await;
-    let args = with(args(&setup), "--target", "no-such-host.invalid:2049");
+    let args = args(&setup).with("--target", "no-such-host.invalid:2049");
     expect_failure(
         args,
         &["layer=dns", "cannot resolve no-such-host.invalid:2049"],
@@ -280,7 +236,7 @@ async fn refused_tcp_connection_names_the_layer() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);
-    let args = with(args(&setup), "--target", &format!("127.0.0.1:{port}"));
+    let args = args(&setup).with("--target", format!("127.0.0.1:{port}"));
     expect_failure(
         args,
         &["layer=tcp", "refused", "security group allows TCP 2049"],
@@ -291,11 +247,7 @@ async fn refused_tcp_connection_names_the_layer() {
 #[tokio::test]
 async fn certificate_name_mismatch_names_the_server_name() {
     let setup = setup(BindBehaviour::ready(1), Backend::Responder(Responder::Echo)).await;
-    let args = with(
-        args(&setup),
-        "--server-name",
-        "fs-ffffffff.efs.us-east-1.amazonaws.com",
-    );
+    let args = args(&setup).with("--server-name", "fs-ffffffff.efs.us-east-1.amazonaws.com");
     expect_failure(
         args,
         &[
@@ -313,21 +265,21 @@ async fn unknown_ca_is_reported() {
     let other = TestPki::generate(&[SERVER_NAME]).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let other_files = other.write(dir.path()).unwrap();
-    let args = with(args(&setup), "--ca-file", other_files.ca.to_str().unwrap());
+    let args = args(&setup).with("--ca-file", other_files.ca.to_str().unwrap());
     expect_failure(args, &["layer=tls", "unknown CA", "--ca-file"]).await;
 }
 
 #[tokio::test]
 async fn missing_client_certificate_is_reported_as_refused_by_the_server() {
     let setup = setup(BindBehaviour::ready(1), Backend::Responder(Responder::Echo)).await;
-    let args = without(without(args(&setup), "--cert"), "--key");
+    let args = args(&setup).without("--cert").without("--key");
     expect_failure(args, &["rejected our client certificate"]).await;
 }
 
 #[tokio::test]
 async fn bind_without_reply_times_out() {
     let setup = setup(BindBehaviour::Silent, Backend::Responder(Responder::Echo)).await;
-    let args = with(args(&setup), "--bind-timeout", "1");
+    let args = args(&setup).with("--bind-timeout", "1");
     expect_failure(args, &["layer=bind", "no reply within 1s"]).await;
 }
 
@@ -364,8 +316,9 @@ async fn bytes_after_the_bind_reply_are_ignored() {
         vec![0, 0, 0, 1, 0, 0, 0, 2],
     );
     let setup = setup(extended, Backend::Responder(Responder::Echo)).await;
-    let mut args = with(args(&setup), "--log-level", "debug");
-    args.push("--no-scale-up".into());
+    let args = args(&setup)
+        .with("--log-level", "debug")
+        .and(&["--no-scale-up"]);
     let proxy = ProxyProcess::spawn(bin(), args).await.unwrap();
     let mut client = connect(proxy.addr()).await;
     assert_eq!(call(&mut client, 6, 1, b"bound").await, b"bound");
@@ -389,11 +342,9 @@ async fn a_target_that_never_speaks_tls_times_out_in_the_tls_layer() {
             held.push(s);
         }
     });
-    let args = with(
-        with(args(&setup), "--target", &mute_addr.to_string()),
-        "--connect-timeout",
-        "1",
-    );
+    let args = args(&setup)
+        .with("--target", mute_addr.to_string())
+        .with("--connect-timeout", "1");
     expect_failure(args, &["layer=tls", "timed out after 1s"]).await;
     held.abort();
 }
@@ -402,26 +353,15 @@ async fn a_target_that_never_speaks_tls_times_out_in_the_tls_layer() {
 async fn a_plain_nfs_port_is_not_mistaken_for_tls() {
     let setup = setup(BindBehaviour::ready(1), Backend::Responder(Responder::Echo)).await;
     // A plaintext fake target stands in for an NFS server reached without TLS.
-    let plain = FakeMountTarget::start(
-        "127.0.0.1:0".parse().unwrap(),
-        MountTargetConfig {
-            tls: None,
-            bind: BindBehaviour::ProgUnavail,
-            backend: Backend::Responder(Responder::Echo),
-            max_record_size: efs_rpc::DEFAULT_MAX_RECORD_SIZE,
-            iam: None,
-        },
-    )
-    .await
-    .unwrap();
-    let args = with(args(&setup), "--target", &plain.addr().to_string());
+    let plain = plaintext_target(BindBehaviour::ProgUnavail).await;
+    let args = args(&setup).with("--target", plain.addr().to_string());
     expect_failure(args, &["layer=tls", "is the target a TLS endpoint"]).await;
 }
 
 #[tokio::test]
 async fn oversized_client_record_closes_only_that_connection() {
     let setup = setup(BindBehaviour::ready(1), Backend::Responder(Responder::Echo)).await;
-    let proxy = ProxyProcess::spawn(bin(), with(args(&setup), "--max-record-size", "65536"))
+    let proxy = ProxyProcess::spawn(bin(), args(&setup).with("--max-record-size", "65536"))
         .await
         .unwrap();
     let mut healthy = connect(proxy.addr()).await;
@@ -480,17 +420,11 @@ async fn oversized_server_record_closes_the_client_connection() {
         Backend::Responder(Responder::Fixed(100_000)),
     )
     .await;
-    let proxy = ProxyProcess::spawn(bin(), with(args(&setup), "--max-record-size", "65536"))
+    let proxy = ProxyProcess::spawn(bin(), args(&setup).with("--max-record-size", "65536"))
         .await
         .unwrap();
     let mut client = connect(proxy.addr()).await;
-    let message = RpcMessage::call(3, CallHeader::new(NFS_PROGRAM, 4, 1))
-        .encode()
-        .unwrap();
-    client
-        .write_all(Record::from_message(&message).unwrap().wire())
-        .await
-        .unwrap();
+    send_call(&mut client, 3, 1, &[]).await.unwrap();
     assert!(closed_by_peer(&mut client).await);
     let log = proxy
         .wait_for_log("server side failed", LOG_WAIT)
@@ -508,23 +442,19 @@ async fn startup_errors_are_one_clear_line_not_a_panic() {
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let cases = [
         (
-            with(
-                args(&setup),
-                "--listen",
-                &busy.local_addr().unwrap().to_string(),
-            ),
+            args(&setup).with("--listen", busy.local_addr().unwrap().to_string()),
             "cannot listen on",
         ),
         (
-            with(args(&setup), "--ca-file", "/nonexistent/ca.pem"),
+            args(&setup).with("--ca-file", "/nonexistent/ca.pem"),
             "/nonexistent/ca.pem",
         ),
         (
-            with(args(&setup), "--key", "/nonexistent/key.pem"),
+            args(&setup).with("--key", "/nonexistent/key.pem"),
             "/nonexistent/key.pem",
         ),
         (
-            with(args(&setup), "--server-name", "not a name!"),
+            args(&setup).with("--server-name", "not a name!"),
             "invalid server name",
         ),
     ];

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use efs_proxy_tests::load::{RpcConnection, echo_load};
+use efs_proxy_tests::load::{LoadReport, RpcConnection, echo_load};
 use efs_proxy_tests::process::ProxyProcess;
 use efs_proxy_tests::{Backend, BindBehaviour, FakeMountTarget, Responder, TestBed};
 use efs_rpc::awsfile::{BindClientResponse, BindResponse, ScaleUpConfig};
@@ -37,6 +37,27 @@ async fn proxy(setup: &TestBed, extra: &[&str]) -> ProxyProcess {
 
 const WAIT: Duration = Duration::from_secs(15);
 
+/// `seconds` of echo load through `proxy` (8 pipelined 64 KiB calls), which the client must
+/// get through: no connection closed early, no corrupt reply.
+async fn steady_load(proxy: &ProxyProcess, seconds: u64) -> LoadReport {
+    let load = echo_load(proxy.addr(), Duration::from_secs(seconds), 8, 64 * 1024);
+    let report = load.await.unwrap();
+    assert!(
+        !report.closed_early && report.corrupt == 0,
+        "the client connection must stay up and intact: {report:?}"
+    );
+    report
+}
+
+/// How many of the target's connections carried records.
+fn busy_connections(target: &FakeMountTarget) -> usize {
+    let seen = target.observations();
+    seen.records_by_connection
+        .iter()
+        .filter(|&&n| n > 0)
+        .count()
+}
+
 #[tokio::test]
 async fn scale_up_adds_connections_without_the_client_noticing() {
     let setup = setup(
@@ -45,14 +66,7 @@ async fn scale_up_adds_connections_without_the_client_noticing() {
     )
     .await;
     let proxy = proxy(&setup, &[]).await;
-    let report = echo_load(proxy.addr(), Duration::from_secs(7), 8, 64 * 1024)
-        .await
-        .unwrap();
-    assert!(
-        !report.closed_early,
-        "the client connection must stay up: {report:?}"
-    );
-    assert_eq!(report.corrupt, 0);
+    let report = steady_load(&proxy, 7).await;
     assert!(report.calls > 100, "{report:?}");
 
     let log = proxy
@@ -67,13 +81,9 @@ async fn scale_up_adds_connections_without_the_client_noticing() {
         "one incarnation for the whole group: {:?}",
         seen.binds
     );
-    let busy = seen
-        .records_by_connection
-        .iter()
-        .filter(|&&n| n > 0)
-        .count();
     assert_eq!(
-        busy, 3,
+        busy_connections(&setup.target),
+        3,
         "records spread over the group: {:?}",
         seen.records_by_connection
     );
@@ -86,10 +96,7 @@ async fn a_connection_bound_to_another_partition_is_closed_not_used() {
     let bind = BindBehaviour::Sequence(vec![ours.clone(), other, ours]);
     let setup = setup(bind, Responder::Echo).await;
     let proxy = proxy(&setup, &[]).await;
-    let report = echo_load(proxy.addr(), Duration::from_secs(7), 8, 64 * 1024)
-        .await
-        .unwrap();
-    assert!(!report.closed_early && report.corrupt == 0, "{report:?}");
+    steady_load(&proxy, 7).await;
     proxy
         .wait_for_log("scale-up: added connection 3", WAIT)
         .await
@@ -100,13 +107,9 @@ async fn a_connection_bound_to_another_partition_is_closed_not_used() {
         "the mismatched bind is one more: {}",
         seen.binds.len()
     );
-    let busy = seen
-        .records_by_connection
-        .iter()
-        .filter(|&&n| n > 0)
-        .count();
     assert_eq!(
-        busy, 3,
+        busy_connections(&setup.target),
+        3,
         "only partition 0x11 carries records: {:?}",
         seen.records_by_connection
     );
@@ -122,10 +125,7 @@ async fn retry_later_stops_the_search_and_backs_off() {
         BindBehaviour::Sequence(vec![BindBehaviour::ready_with(0x11, scale_config()), retry]);
     let setup = setup(bind, Responder::Echo).await;
     let proxy = proxy(&setup, &[]).await;
-    let report = echo_load(proxy.addr(), Duration::from_secs(5), 8, 64 * 1024)
-        .await
-        .unwrap();
-    assert!(!report.closed_early && report.corrupt == 0, "{report:?}");
+    steady_load(&proxy, 5).await;
     proxy
         .wait_for_log("backing off for 300s", WAIT)
         .await
@@ -139,10 +139,7 @@ async fn retry_later_stops_the_search_and_backs_off() {
     );
     // A new client connection above the threshold: the back-off is the proxy's, not the
     // connection's, so no new search (one bind for the new connection only).
-    let report = echo_load(proxy.addr(), Duration::from_secs(5), 8, 64 * 1024)
-        .await
-        .unwrap();
-    assert!(!report.closed_early && report.corrupt == 0, "{report:?}");
+    steady_load(&proxy, 5).await;
     assert_eq!(
         setup.target.observations().binds.len(),
         after_first_search + 1

@@ -4,11 +4,10 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
+use efs_proxy_tests::client::send_call;
 use efs_proxy_tests::process::ProxyProcess;
 use efs_proxy_tests::{Backend, BindBehaviour, Responder, TestBed};
 use efs_rpc::awsfile::{BindClientResponse, BindResponse};
-use efs_rpc::{CallHeader, Record, RpcMessage};
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 const LOG_WAIT: Duration = Duration::from_secs(10);
@@ -59,13 +58,7 @@ async fn a_bind_error_message_is_logged_on_one_line_with_its_control_characters_
         .await
         .unwrap();
     let mut client = TcpStream::connect(proxy.addr()).await.unwrap();
-    let call = RpcMessage::call(1, CallHeader::new(100_003, 4, 0))
-        .encode()
-        .unwrap();
-    client
-        .write_all(Record::from_message(&call).unwrap().wire())
-        .await
-        .unwrap();
+    send_call(&mut client, 1, 0, &[]).await.unwrap();
     let log = proxy
         .wait_for_log("answered bind with ERROR", LOG_WAIT)
         .await

@@ -4,6 +4,7 @@
 
 pub mod bed;
 pub mod bench;
+pub mod client;
 pub mod credentials_endpoint;
 mod http;
 pub mod iam_verify;
@@ -14,7 +15,7 @@ pub mod process;
 pub mod responder;
 pub mod sts_sso_endpoint;
 
-pub use bed::TestBed;
+pub use bed::{ProxyArgs, TestBed};
 pub use iam_verify::{IamVerifier, Refusal};
 pub use mount_target::{Backend, BindBehaviour, FakeMountTarget, MountTargetConfig, ServerTls};
 pub use pki::{PkiFiles, SERVER_NAME, TestPki};

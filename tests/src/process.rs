@@ -50,11 +50,7 @@ impl ProxyProcess {
         S: AsRef<std::ffi::OsStr>,
     {
         let mut command = Command::new(binary(bin));
-        command
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .envs(env.iter().copied());
+        only(command.args(args), env);
         Self::spawn_command(command).await
     }
 
@@ -151,20 +147,9 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
-    let child = Command::new(binary(bin))
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(30), child).await??;
-    Ok((
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
+    let mut command = Command::new(binary(bin));
+    only(command.args(args), env);
+    output(command).await
 }
 
 /// Runs `efs-proxy ARGS` to completion (with a 30 s limit): exit code, stdout, stderr.
@@ -173,11 +158,22 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
-    let child = Command::new(binary(bin))
-        .args(args)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
+    let mut command = Command::new(binary(bin));
+    command.args(args);
+    output(command).await
+}
+
+/// Gives `command` an environment of `PATH` and `env` alone.
+fn only(command: &mut Command, env: &[(&str, &str)]) {
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(env.iter().copied());
+}
+
+/// Runs `command` without input, killed after 30 s: exit code, stdout, stderr.
+async fn output(mut command: Command) -> anyhow::Result<(Option<i32>, String, String)> {
+    let child = command.stdin(Stdio::null()).kill_on_drop(true).output();
     let out = tokio::time::timeout(Duration::from_secs(30), child).await??;
     Ok((
         out.status.code(),

@@ -481,8 +481,11 @@ fn credentials_failure(e: &CredentialsError) -> (String, String) {
              role; or provide credentials another way"
                 .to_string(),
         ),
-        CredentialsError::Profile { profile, reason } => (
-            format!("profile {profile:?} did not provide credentials: {reason}"),
+        CredentialsError::Profile { profile, .. } => (
+            format!(
+                "profile {profile:?} did not provide credentials: {}",
+                e.reason().unwrap_or_default()
+            ),
             "check ~/.aws/config and ~/.aws/credentials (or AWS_CONFIG_FILE / \
              AWS_SHARED_CREDENTIALS_FILE); for SSO, run aws sso login"
                 .to_string(),

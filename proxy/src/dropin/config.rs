@@ -1,6 +1,6 @@
 //! The config file efs-utils' mount helpers write for `efs-proxy CONFIG [--tls]`.
 //!
-//! It is stunnel-flavoured INI (efs-proxy-spec.md §1.2): global keys, then one `[efs]` (or
+//! It is stunnel-flavoured INI (`docs/protocol.md` §8.2): global keys, then one `[efs]` (or
 //! `[nested_config]`) section. Both the stunnel spelling and efs-proxy's field name are
 //! accepted for each key; unknown keys (stunnel's own, CloudWatch, ReadBypass) are ignored; a
 //! known key given twice is an error, as in efs-proxy. Parsed with `rust-ini`, with quotes and
@@ -18,24 +18,37 @@ use crate::listen::peer::UidPolicy;
 const SECTIONS: [&str; 2] = ["efs", "nested_config"];
 
 /// A config file that cannot be used. Each message names the file and the key.
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("{file}: cannot read the config file: {reason}")]
-    Read { file: String, reason: String },
-    #[error("{file}: not a valid INI file: {reason}")]
-    Syntax { file: String, reason: String },
+    /// The file cannot be read.
+    #[error("{file}: cannot read the config file: {source}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not INI; `source` names the line.
+    #[error("{file}: not a valid INI file: {source}")]
+    Syntax {
+        file: String,
+        #[source]
+        source: ini::ParseError,
+    },
+    /// A key every config must have is absent.
     #[error("{file}: missing required key `{key}`{where_}")]
     Missing {
         file: String,
         key: &'static str,
         where_: &'static str,
     },
+    /// A key is given twice (in either spelling), which efs-proxy refuses too.
     #[error("{file}: key `{key}` is given more than once (as {spellings})")]
     Duplicate {
         file: String,
         key: &'static str,
         spellings: String,
     },
+    /// A value that cannot be used; `expected` says what can.
     #[error("{file}: `{key} = {value}`: {expected}")]
     Invalid {
         file: String,
@@ -43,6 +56,7 @@ pub enum ConfigError {
         value: String,
         expected: &'static str,
     },
+    /// Neither section that holds the connection settings.
     #[error("{file}: no [efs] section (efs-proxy also accepts [nested_config])")]
     NoSection { file: String },
 }
@@ -94,9 +108,9 @@ pub const MAX_LOG_FILES: u64 = 1000;
 
 /// Reads and parses a config file.
 pub fn load(path: &Path) -> Result<DropInConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         file: path.display().to_string(),
-        reason: e.to_string(),
+        source,
     })?;
     parse(&text, &path.display().to_string())
 }
@@ -108,9 +122,9 @@ pub fn parse(text: &str, file: &str) -> Result<DropInConfig, ConfigError> {
         enabled_escape: false,
         ..ParseOption::default()
     };
-    let ini = Ini::load_from_str_opt(text, options).map_err(|e| ConfigError::Syntax {
+    let ini = Ini::load_from_str_opt(text, options).map_err(|source| ConfigError::Syntax {
         file: file.to_string(),
-        reason: e.to_string(),
+        source,
     })?;
     let global = ini.general_section();
     let section = SECTIONS.iter().find_map(|name| ini.section(Some(*name)));
@@ -321,9 +335,32 @@ pub fn parse_bool(value: &str) -> Option<bool> {
 mod tests {
     use super::*;
 
-    /// efs-proxy-spec.md §1.3: the config efs-utils 3.2.0 writes for an S3 Files mount
+    /// `docs/protocol.md` §8.4: the config efs-utils 3.2.0 writes for an S3 Files mount
     /// (no trailing newline).
-    pub(crate) const S3FILES_CONFIG: &str = "fips = no\nforeground = yes\nsocket = l:SO_REUSEADDR=yes\nsocket = a:SO_BINDTODEVICE=lo\noutput = /var/log/amazon/efs/fs-0123456789abcdef0.mnt.s3files.20100.efs-proxy.log\npid = /var/run/efs/fs-0123456789abcdef0.mnt.s3files.20100+/stunnel.pid\n[efs]\nclient = yes\naccept = 127.0.0.1:20100\nconnect = use1-az1.fs-0123456789abcdef0.s3files.us-east-1.on.aws:2049\nsslVersion = TLSv1.2\nrenegotiation = no\nTIMEOUTbusy = 20\nTIMEOUTclose = 0\nTIMEOUTidle = 70\ndelay = yes\nverify = 2\nCAfile = /etc/amazon/efs/efs-utils.crt\ncert = /var/run/efs/fs-0123456789abcdef0.mnt.s3files.20100+/certificate.pem\nkey = /etc/amazon/efs/privateKey.pem\ncheckHost = fs-0123456789abcdef0.s3files.us-east-1.on.aws\nretry_nfs_mount_command_timeout_sec = 15\nproxy_logging_level = INFO\nproxy_logging_max_bytes = 1048576\nproxy_logging_file_count = 10\ncloud_watch_metrics = True\ncloud_watch_logs = True\nlog_group_name = /aws/efs/utils\ncloud_watch_logs_retention_days = 14\nfs_id = fs-0123456789abcdef0\nregion = us-east-1\nefs_utils_version = 3.2.0";
+    pub(crate) const S3FILES_CONFIG: &str = include_str!("../../tests/vectors/dropin/s3files.conf");
+
+    /// The I/O and INI errors are kept as causes; the messages name the file and quote them.
+    #[test]
+    fn unreadable_and_unparsable_files_keep_their_causes() {
+        let err = load(Path::new("/nonexistent/efs.conf")).unwrap_err();
+        let io = std::error::Error::source(&err).and_then(|e| e.downcast_ref::<std::io::Error>());
+        assert_eq!(
+            io.map(std::io::Error::kind),
+            Some(std::io::ErrorKind::NotFound)
+        );
+        assert!(
+            err.to_string()
+                .starts_with("/nonexistent/efs.conf: cannot read the config file: "),
+            "{err}"
+        );
+        let err = parse("fips = no\n[efs\n", "f.conf").unwrap_err();
+        let cause = std::error::Error::source(&err).expect("rust-ini's error");
+        assert!(cause.downcast_ref::<ini::ParseError>().is_some());
+        assert_eq!(
+            err.to_string(),
+            format!("f.conf: not a valid INI file: {cause}")
+        );
+    }
 
     #[test]
     fn the_s3files_config_of_efs_utils_parses() {

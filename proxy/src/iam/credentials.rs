@@ -18,7 +18,7 @@
 //!
 //! The HTTP client (for SSO, STS, container and IMDS endpoints) is `aws-smithy-http-client`
 //! on rustls with ring, so the whole chain stays on the project's one crypto backend
-//! (crate-stack.md, config "B").
+//! (`docs/architecture.md`, "Dependencies and why").
 
 use std::time::{Duration, Instant};
 
@@ -43,7 +43,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why no credentials could be had. Messages never contain secrets.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum CredentialsError {
+    /// No provider of the chain is configured; `tried` names each and why it had nothing.
     #[error(
         "no AWS credentials found; tried, in order: {tried}. Set AWS_ACCESS_KEY_ID and \
          AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), configure a profile in ~/.aws/config \
@@ -51,6 +53,7 @@ pub enum CredentialsError {
          task or pod role"
     )]
     NotFound { tried: String },
+    /// The lookup did not finish in time, stuck at `provider`.
     #[error(
         "AWS credentials lookup did not finish within {limit:?} (still trying: {provider}; \
          already tried: {tried}); on EC2, check that instance metadata (IMDSv2) is reachable \
@@ -61,16 +64,36 @@ pub enum CredentialsError {
         provider: &'static str,
         tried: String,
     },
-    #[error("AWS credentials from {provider} failed: {reason}")]
+    /// A configured provider failed (the chain stops there, as aws-config's does).
+    #[error("AWS credentials from {provider} failed: {}", error_chain(.source))]
     Provider {
         provider: &'static str,
-        reason: String,
+        #[source]
+        source: SdkError,
     },
+    /// The profile given with `--profile` had no credentials or failed to provide them.
     #[error(
-        "profile {profile:?} did not provide credentials: {reason}; check ~/.aws/config and \
-         ~/.aws/credentials (or AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE)"
+        "profile {profile:?} did not provide credentials: {}; check ~/.aws/config and \
+         ~/.aws/credentials (or AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE)",
+        profile_reason(.source, .profile)
     )]
-    Profile { profile: String, reason: String },
+    Profile {
+        profile: String,
+        #[source]
+        source: SdkError,
+    },
+}
+
+impl CredentialsError {
+    /// Why the provider failed, in words (its error and their causes, without aws-config's
+    /// generic text); `None` for the errors that are not one provider's.
+    pub fn reason(&self) -> Option<String> {
+        match self {
+            CredentialsError::Provider { source, .. } => Some(error_chain(source)),
+            CredentialsError::Profile { profile, source } => Some(profile_reason(source, profile)),
+            _ => None,
+        }
+    }
 }
 
 /// Credentials and where they came from.
@@ -204,28 +227,22 @@ impl CredentialSource {
                         elapsed: started.elapsed(),
                     });
                 }
-                Ok(Err(err @ SdkError::CredentialsNotLoaded(_))) => {
-                    let reason = not_loaded_reason(name, &err, self.profile.as_deref());
+                Ok(Err(source)) => {
+                    if let Some(profile) = &self.profile {
+                        return Err(CredentialsError::Profile {
+                            profile: profile.clone(),
+                            source,
+                        });
+                    }
+                    if !matches!(source, SdkError::CredentialsNotLoaded(_)) {
+                        return Err(CredentialsError::Provider {
+                            provider: name,
+                            source,
+                        });
+                    }
+                    let reason = not_loaded_reason(name, &source, None);
                     tracing::debug!(source = name, %reason, "no credentials");
-                    if let Some(profile) = &self.profile {
-                        return Err(CredentialsError::Profile {
-                            profile: profile.clone(),
-                            reason,
-                        });
-                    }
                     tried.push(format!("{name} ({reason})"));
-                }
-                Ok(Err(err)) => {
-                    if let Some(profile) = &self.profile {
-                        return Err(CredentialsError::Profile {
-                            profile: profile.clone(),
-                            reason: error_chain(&err),
-                        });
-                    }
-                    return Err(CredentialsError::Provider {
-                        provider: name,
-                        reason: error_chain(&err),
-                    });
                 }
             }
         }
@@ -240,6 +257,15 @@ fn list(tried: &[String]) -> String {
         "nothing".to_string()
     } else {
         tried.join("; ")
+    }
+}
+
+/// Why the `--profile` profile failed: what it lacks when it has no credentials, else the
+/// error and its causes.
+fn profile_reason(err: &SdkError, profile: &str) -> String {
+    match err {
+        SdkError::CredentialsNotLoaded(_) => not_loaded_reason("profile", err, Some(profile)),
+        _ => error_chain(err),
     }
 }
 
@@ -290,6 +316,25 @@ mod tests {
         let err = SdkError::not_loaded(inner);
         let text = error_chain(&err);
         assert!(text.contains("connection refused"), "{text}");
+    }
+
+    /// aws-config's error is kept as the cause; the message says what the profile lacks.
+    #[test]
+    fn a_profile_error_keeps_aws_configs_error() {
+        let err = CredentialsError::Profile {
+            profile: "dev".into(),
+            source: SdkError::not_loaded(std::io::Error::other("no [profile dev] section")),
+        };
+        let text = err.to_string();
+        assert!(
+            text.starts_with(
+                "profile \"dev\" did not provide credentials: no [profile dev] section; check"
+            ),
+            "{text}"
+        );
+        let cause = std::error::Error::source(&err).expect("aws-config's error");
+        assert!(cause.downcast_ref::<SdkError>().is_some());
+        assert_eq!(err.reason().as_deref(), Some("no [profile dev] section"));
     }
 
     #[test]

@@ -16,15 +16,21 @@ use crate::upstream::tls::ClientIdentity;
 
 /// Why a certificate could not be made.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum IamError {
+    /// No AWS credentials to sign with.
     #[error(transparent)]
     Credentials(#[from] CredentialsError),
+    /// The private key cannot be generated, read or written.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// The file system id, region or access point id is not valid.
     #[error(transparent)]
     Name(#[from] NameError),
+    /// rcgen refused to build or sign the certificate.
     #[error("cannot build the client certificate: {0}")]
-    Certificate(String),
+    Certificate(#[source] rcgen::Error),
+    /// The provider returned credentials with an empty key id or secret.
     #[error(
         "the credentials from {provider} have no secret access key or access key id; check \
          that source's configuration"
@@ -129,7 +135,7 @@ impl Issuer {
             time,
             signed.as_ref().map(|s| &s.block),
         )
-        .map_err(|e| IamError::Certificate(e.to_string()))?;
+        .map_err(IamError::Certificate)?;
         let identity = ClientIdentity {
             chain: vec![certificate.der.clone()],
             key: Arc::new(self.key.private_key_der()),

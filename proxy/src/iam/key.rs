@@ -45,23 +45,38 @@ impl std::fmt::Debug for ClientKey {
     }
 }
 
+/// The error of the library (`rsa`, `rcgen`, the PEM reader) that refused a key.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// A key that cannot be generated, read or written; each message names the file and the fix.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum KeyError {
+    /// Key generation (or its blocking task) failed.
     #[error("cannot generate an RSA-{RSA_BITS} key: {0}")]
-    Generate(String),
+    Generate(#[source] Cause),
+    /// The key file cannot be read.
     #[error("cannot read the private key {path}: {source}")]
     Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+    /// The key file holds no key this proxy can use; `step` names what refused it (`PEM`,
+    /// `PKCS#1`, `SEC1`, `key pair`).
     #[error(
-        "{path}: not a usable private key ({reason}); expected PEM PKCS#8 ('BEGIN PRIVATE \
-         KEY', as `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:3072` writes) or \
-         PKCS#1 ('BEGIN RSA PRIVATE KEY'), RSA of 2048 bits or more, or ECDSA P-256/P-384"
+        "{path}: not a usable private key ({step}: {source}); expected PEM PKCS#8 ('BEGIN \
+         PRIVATE KEY', as `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:3072` \
+         writes) or PKCS#1 ('BEGIN RSA PRIVATE KEY'), RSA of 2048 bits or more, or ECDSA \
+         P-256/P-384"
     )]
-    Parse { path: PathBuf, reason: String },
+    Parse {
+        path: PathBuf,
+        step: &'static str,
+        #[source]
+        source: Cause,
+    },
+    /// The key file cannot be created or written.
     #[error("cannot write the private key {path}: {source}; check the directory and permissions")]
     Write {
         path: PathBuf,
@@ -77,41 +92,43 @@ impl ClientKey {
         use rsa::Generate;
         use rsa::pkcs8::EncodePrivateKey;
         let started = Instant::now();
-        let key = rsa::PrivateKey::try_generate().map_err(|e| KeyError::Generate(e.to_string()))?;
+        let key = rsa::PrivateKey::try_generate().map_err(|e| KeyError::Generate(e.into()))?;
         let pkcs8 = key
             .to_pkcs8_der()
-            .map_err(|e| KeyError::Generate(e.to_string()))?;
+            .map_err(|e| KeyError::Generate(e.into()))?;
         let pair = KeyPair::from_pkcs8_der_and_sign_algo(
             &PrivatePkcs8KeyDer::from(pkcs8.as_bytes()),
             &PKCS_RSA_SHA256,
         )
-        .map_err(|e| KeyError::Generate(e.to_string()))?;
+        .map_err(|e| KeyError::Generate(e.into()))?;
         tracing::debug!(elapsed = ?started.elapsed(), "generated an RSA-{RSA_BITS} key");
         Ok(ClientKey { pair })
     }
 
     /// Parses a PEM private key; `path` only names the source in errors.
     pub fn from_pem(pem: &[u8], path: &Path) -> Result<ClientKey, KeyError> {
-        let parse = |reason: String| KeyError::Parse {
+        let parse = |step: &'static str, source: Cause| KeyError::Parse {
             path: path.to_path_buf(),
-            reason,
+            step,
+            source,
         };
-        let der = PrivateKeyDer::from_pem_slice(pem).map_err(|e| parse(e.to_string()))?;
+        let der = PrivateKeyDer::from_pem_slice(pem).map_err(|e| parse("PEM", e.into()))?;
         let pkcs8: Zeroizing<Vec<u8>> = Zeroizing::new(match &der {
             PrivateKeyDer::Pkcs8(k) => k.secret_pkcs8_der().to_vec(),
             PrivateKeyDer::Pkcs1(k) => {
                 use rsa::pkcs1::DecodeRsaPrivateKey;
                 use rsa::pkcs8::EncodePrivateKey;
                 let key = rsa::PrivateKey::from_pkcs1_der(k.secret_pkcs1_der())
-                    .map_err(|e| parse(format!("PKCS#1: {e}")))?;
+                    .map_err(|e| parse("PKCS#1", e.into()))?;
                 key.to_pkcs8_der()
-                    .map_err(|e| parse(format!("PKCS#1 to PKCS#8: {e}")))?
+                    .map_err(|e| parse("PKCS#1 to PKCS#8", e.into()))?
                     .as_bytes()
                     .to_vec()
             }
             _ => {
                 return Err(parse(
-                    "SEC1 EC keys are not supported, convert to PKCS#8".into(),
+                    "SEC1",
+                    "EC keys in SEC1 form are not supported, convert to PKCS#8".into(),
                 ));
             }
         });
@@ -119,7 +136,7 @@ impl ClientKey {
         // RSA keys get sha256WithRSAEncryption (efs-utils'); anything else its natural scheme.
         let pair = KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8, &PKCS_RSA_SHA256)
             .or_else(|_| KeyPair::try_from(&PrivateKeyDer::Pkcs8(pkcs8.clone_key())))
-            .map_err(|e| parse(e.to_string()))?;
+            .map_err(|e| parse("key pair", e.into()))?;
         Ok(ClientKey { pair })
     }
 
@@ -221,7 +238,7 @@ pub async fn generate_rsa_blocking() -> Result<(ClientKey, Duration), KeyError> 
     let started = Instant::now();
     let key = tokio::task::spawn_blocking(ClientKey::generate_rsa)
         .await
-        .map_err(|e| KeyError::Generate(format!("the key generation task failed: {e}")))??;
+        .map_err(|e| KeyError::Generate(e.into()))??;
     Ok((key, started.elapsed()))
 }
 
@@ -260,6 +277,9 @@ mod tests {
             text.contains("/x/key.pem") && text.contains("BEGIN PRIVATE KEY"),
             "{text}"
         );
+        // The PEM reader's own error is the cause, and the message quotes it.
+        let cause = std::error::Error::source(&err).expect("the PEM reader's error");
+        assert!(text.contains(&format!("(PEM: {cause})")), "{text}");
     }
 
     #[test]

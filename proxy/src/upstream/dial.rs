@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, timeout};
 use tokio_rustls::TlsConnector;
 
-use crate::error::{ConnectError, tls_hint};
+use crate::error::{ConnectError, next_step};
 use crate::io::ServerStream;
 use crate::io::readahead::ReadAhead;
 use crate::upstream::tls::TlsConfigHandle;
@@ -71,15 +71,12 @@ impl Dialer {
                 let name = server_name.to_str().into_owned();
                 match timeout(handshake_limit, handshake).await {
                     Ok(Ok(tls)) => Ok((ServerStream::Tls(Box::new(tls)), addr)),
-                    Ok(Err(err)) => {
-                        let (reason, hint) = tls_hint(&err);
-                        Err(ConnectError::Tls {
-                            server_name: name,
-                            addr,
-                            reason,
-                            hint,
-                        })
-                    }
+                    Ok(Err(err)) => Err(ConnectError::Tls {
+                        server_name: name,
+                        addr,
+                        hint: next_step(&err),
+                        source: err,
+                    }),
                     Err(_) => Err(ConnectError::TlsTimeout {
                         server_name: name,
                         addr,

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
-use crate::error::{BindError, ConnectError};
+use crate::error::{BindError, ConnectError, failure_text};
 use crate::forward::{Leg, LegEvent, LegSource};
 use crate::io::ServerStream;
 use crate::stats::Stats;
@@ -219,7 +219,7 @@ impl Search {
         .await;
         match bound {
             Ok((response, pending)) => Attempt::Bound(stream, pending, response.bind_response),
-            Err(BindError::Io { reason, .. }) => Attempt::Transient(reason),
+            Err(BindError::Io { source, .. }) => Attempt::Transient(failure_text(&source)),
             Err(e) => Attempt::Fatal(format!("bind: {e}")),
         }
     }
