@@ -74,27 +74,14 @@ fn live_pid(dir: &Path, name: &str) -> Option<u32> {
 /// `efs-proxy umount MOUNTPOINT`: the NFS unmount, then the proxy and its state, at once.
 pub fn umount_main(args: &UmountArgs) -> ExitCode {
     let mountpoint = absolute(&args.mountpoint);
-    // The proxy serving the mount point: by the mount table's port (a shared proxy serves
-    // several mount points), else by the mount point it was started for.
-    let table = mountinfo::parse(&mount_table());
-    let port_here = table
-        .iter()
-        .find(|e| Path::new(&e.mount_point) == mountpoint && e.source.starts_with("127.0.0.1:"))
-        .and_then(|e| {
-            e.super_options
-                .split(',')
-                .find_map(|o| o.strip_prefix("port=")?.parse::<u64>().ok())
-        });
-    let Some((dir, info)) = managed().into_iter().find(|(_, v)| match port_here {
-        Some(port) => v["port"].as_u64() == Some(port),
-        None => v["mountpoint"].as_str() == mountpoint.to_str(),
-    }) else {
+    let owners = owners_of(&mountpoint);
+    if owners.is_empty() {
         eprintln!(
             "efs-proxy umount: {} is not a mount made by efs-proxy (see efs-proxy mounts)",
             mountpoint.display()
         );
         return ExitCode::from(1);
-    };
+    }
     let umount = umount_program();
     match Command::new(&umount)
         .arg(&mountpoint)
@@ -114,16 +101,42 @@ pub fn umount_main(args: &UmountArgs) -> ExitCode {
             return ExitCode::from(32);
         }
     }
-    let port = info["port"]
-        .as_u64()
-        .and_then(|p| u16::try_from(p).ok())
-        .unwrap_or(0);
-    if mountinfo::has_proxy_mount(&mount_table(), port) {
-        println!("efs-proxy umount: the proxy on port {port} still serves other mounts; kept");
-    } else {
-        stop(&dir);
+    let table = mount_table();
+    for (dir, info) in owners {
+        let port = info["port"]
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+            .unwrap_or(0);
+        if mountinfo::has_proxy_mount(&table, port) {
+            println!("efs-proxy umount: the proxy on port {port} still serves other mounts; kept");
+        } else {
+            stop(&dir);
+        }
     }
     ExitCode::SUCCESS
+}
+
+/// The proxies a mount point may hold: the one started for it, and the one serving the port
+/// the mount table names (a shared proxy serves several mount points). They differ when the
+/// kernel carried a second mount on an existing client of the same NFS server: its own
+/// proxy must still go when it is unmounted.
+fn owners_of(mountpoint: &Path) -> Vec<(PathBuf, Value)> {
+    let table = mountinfo::parse(&mount_table());
+    let port_here = table
+        .iter()
+        .find(|e| Path::new(&e.mount_point) == mountpoint && e.source.starts_with("127.0.0.1:"))
+        .and_then(|e| {
+            e.super_options
+                .split(',')
+                .find_map(|o| o.strip_prefix("port=")?.parse::<u64>().ok())
+        });
+    managed()
+        .into_iter()
+        .filter(|(_, v)| {
+            v["mountpoint"].as_str() == mountpoint.to_str()
+                || port_here.is_some_and(|port| v["port"].as_u64() == Some(port))
+        })
+        .collect()
 }
 
 /// SIGTERM to the supervisor and the proxy, SIGKILL after 10 s, then the state removed.
