@@ -98,10 +98,7 @@ sync
 efs-proxy mounts
 [ "$(sha /mnt/b/two-b.bin)" = "$(sha /tmp/4m.bin)" ] || fail "two-b.bin differs"
 [ "$(sha /mnt/c/two-a.bin)" = "$(sha /tmp/4m.bin)" ] || fail "two-a.bin differs through /mnt/c"
-# In this test bed both file systems are one ganesha: the kernel sees one server (same server
-# owner) and may carry B's mount on A's client and connection (its mountinfo then says A's
-# port). efs-proxy umount /mnt/b must still stop B's own proxy at once, and keep A's while
-# /mnt/a uses it. So B is unmounted before A.
+# /mnt/c shares A's proxy: unmounting it keeps that proxy; unmounting /mnt/a then stops it.
 efs-proxy umount /mnt/c || fail "efs-proxy umount /mnt/c failed"
 procs || fail "unmounting /mnt/c stopped the proxy /mnt/a still uses"
 efs-proxy umount /mnt/b || fail "efs-proxy umount /mnt/b failed"

@@ -6,7 +6,7 @@
 #          └─ supervisor + proxy on 127.0.0.1:P in the guest, then mount -t nfs4 … port=P
 #   host (through slirp, 10.0.2.2 = host 127.0.0.1):
 #     fake mount target A (fs-0123456789abcdef0: TLS, IAM certificate verified with the
-#     profile's secret, bind READY) and B (fs-0123456789abcdef1), both relaying to nfs-ganesha
+#     profile's secret, bind READY) and B (fs-0123456789abcdef1), each relaying to its own nfs-ganesha
 #
 # The guest's cases (tests/e2e/mount-helper-guest.sh): 16 MiB write + read with sha256 and
 # no proxy or state after umount; two file systems at once; the proxy SIGKILLed mid-write;
@@ -34,7 +34,7 @@ done
 
 t0=$(now)
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/efs-mount-helper.XXXXXX")
-GDIR=$TMP/ganesha
+GDIR=$TMP/ganesha GDIR_B=$TMP/ganesha-b
 pids=()
 # shellcheck disable=SC2317  # called through the trap
 cleanup() {
@@ -42,6 +42,7 @@ cleanup() {
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   "$HARNESS_DIR/ganesha.sh" stop "$GDIR" 2>/dev/null || true
+  "$HARNESS_DIR/ganesha.sh" stop "$GDIR_B" 2>/dev/null || true
   if [ "$rc" -ne 0 ]; then
     log "FAILED; logs kept in $TMP:"
     for f in "$TMP"/*.log; do
@@ -56,9 +57,16 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 step() { printf '\n== %s\n' "$*"; }
 
-step "nfs server: nfs-ganesha"
+# Two servers, as two file systems are: with one ganesha behind both mount targets the guest's
+# kernel sees one server (same server owner, same client id), carries the second file system's
+# mount on the first one's client and connection, and the mount table then names the other
+# proxy's port. Each ganesha's client ids start from its boot second: B starts a second later.
+step "nfs servers: nfs-ganesha for A and for B"
 gport=$(free_port)
 "$HARNESS_DIR/ganesha.sh" start "$GDIR" "$gport" VFS >/dev/null
+sleep 1
+gport_b=$(free_port)
+"$HARNESS_DIR/ganesha.sh" start "$GDIR_B" "$gport_b" VFS >/dev/null
 
 # Test credentials, never real: the guest reads them from its ~/.aws/credentials.
 SECRET="e2eMountHelperSecret/DoNotLog+$RANDOM$RANDOM"
@@ -77,7 +85,7 @@ pids+=($!)
 await_listening ta target-a "${pids[-1]}"
 "$BIN_DIR/fake-mount-target" --listen 127.0.0.1:0 --pki-dir "$TMP/pki-b" \
   --server-name fs-0123456789abcdef1.s3files.us-east-1.on.aws --bind ready \
-  --backend "127.0.0.1:$gport" >"$TMP/target-b.out" 2>"$TMP/target-b.log" </dev/null &
+  --backend "127.0.0.1:$gport_b" >"$TMP/target-b.out" 2>"$TMP/target-b.log" </dev/null &
 pids+=($!)
 await_listening tb target-b "${pids[-1]}"
 echo "A on $ta, B on $tb; the guest dials 10.0.2.2:${ta##*:} and 10.0.2.2:${tb##*:}"
