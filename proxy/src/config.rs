@@ -4,16 +4,16 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 pub use crate::upstream::dial::Keepalive;
-pub use crate::upstream::scale::SearchLimits;
+pub(crate) use crate::upstream::scale::SearchLimits;
 use crate::upstream::tls::{ClientIdentity, Trust};
 
 /// The port efs-utils' proxy listens on by default.
-pub const DEFAULT_LISTEN: SocketAddr =
+pub(crate) const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 20049);
 
 /// Proxy settings. Build one with [`ProxyConfig::new`] and adjust the public fields.
 #[derive(Debug, Clone)]
-pub struct ProxyConfig {
+pub(crate) struct ProxyConfig {
     /// Where NFS clients connect. Loopback by default: the server leg carries this host's
     /// identity, so the proxy must not be reachable from the network.
     pub listen: SocketAddr,
@@ -51,7 +51,7 @@ pub struct ProxyConfig {
 
 /// TLS settings of the server leg.
 #[derive(Debug, Clone)]
-pub struct TlsSettings {
+pub(crate) struct TlsSettings {
     /// Name for SNI and certificate verification: the mount target's, even when `target` is
     /// an NLB.
     pub server_name: String,
@@ -68,7 +68,7 @@ pub struct TlsSettings {
 impl ProxyConfig {
     /// Defaults: listen on 127.0.0.1:20049, 10 s connect and bind limits, 1 MiB + 4 KiB
     /// records, a 60 s server timeout, keepalive on, scale-up on, plaintext until `tls` is set.
-    pub fn new(target: impl Into<String>) -> Self {
+    pub(crate) fn new(target: impl Into<String>) -> Self {
         ProxyConfig {
             listen: DEFAULT_LISTEN,
             target: target.into(),

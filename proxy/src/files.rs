@@ -13,12 +13,12 @@ use std::path::Path;
 
 /// Mode of the pid file and the log files: efs-proxy creates both 0644 (log4rs and its pid
 /// file write), as every efs-utils log; neither holds a secret.
-pub const PUBLIC_FILE_MODE: u32 = 0o644;
+pub(crate) const PUBLIC_FILE_MODE: u32 = 0o644;
 
 /// Opens `path` for writing without following a symbolic link at it, creating it with `mode`
 /// if missing. An existing file is accepted only if it is a regular file with one link, owned
 /// by this process's effective uid; `truncate` empties it, else writes append.
-pub fn open_for_writing(path: &Path, mode: u32, truncate: bool) -> io::Result<File> {
+pub(crate) fn open_for_writing(path: &Path, mode: u32, truncate: bool) -> io::Result<File> {
     let file = OpenOptions::new()
         .write(true)
         .append(!truncate)
@@ -73,7 +73,7 @@ pub fn write_pid_file(path: &Path) -> io::Result<()> {
 /// What is wrong with the ownership or mode of a private key file, as ssh would say it, or
 /// `None` when only its owner can read it. The proxy warns and goes on (AWS's proxy loads any
 /// key file, and a host that works with it must keep working with this one).
-pub fn key_file_problem(path: &Path) -> Option<String> {
+pub(crate) fn key_file_problem(path: &Path) -> Option<String> {
     let meta = std::fs::metadata(path).ok()?;
     let mode = meta.permissions().mode() & 0o777;
     let euid = rustix::process::geteuid().as_raw();
@@ -102,7 +102,7 @@ pub fn key_file_problem(path: &Path) -> Option<String> {
 }
 
 /// Logs [`key_file_problem`] as a warning, if any.
-pub fn warn_about_key_file(path: &Path) {
+pub(crate) fn warn_about_key_file(path: &Path) {
     if let Some(problem) = key_file_problem(path) {
         tracing::warn!("{problem}");
     }
@@ -111,7 +111,7 @@ pub fn warn_about_key_file(path: &Path) {
 /// `text` with every control character (newlines, escape sequences, C1 controls) escaped as
 /// `\n`, `\u{1b}` …, so a string from the server is one log line and cannot move a
 /// terminal's cursor. Other characters, non-ASCII included, are kept.
-pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
     if !text.chars().any(char::is_control) {
         return text.into();
     }

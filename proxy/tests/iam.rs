@@ -358,7 +358,7 @@ async fn refused_certificates_are_logged_with_the_reason() {
     assert_eq!(code, Some(0), "{stderr}");
 
     type Env<'a> = Vec<(&'a str, &'a str)>;
-    let cases: Vec<(&str, ProxyArgs, &Env)> = vec![
+    let cases: Vec<(&str, ProxyArgs, &Env<'_>)> = vec![
         ("signature mismatch", args(&bed, &["--key", &key]), &bad_env),
         (
             "wrong service: the certificate is signed for elasticfilesystem, this mount target is s3files",

@@ -232,7 +232,7 @@ fn mount_starts_a_supervised_proxy_and_umount_leaves_nothing() {
 
     // A killed proxy is restarted on the same port.
     let old: i32 = read(&dir.join("proxy.pid")).trim().parse().unwrap();
-    let killed = std::process::Command::new("kill")
+    let killed = Command::new("kill")
         .args(["-KILL", &old.to_string()])
         .status()
         .unwrap();

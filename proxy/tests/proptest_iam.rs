@@ -35,7 +35,7 @@ fn one(der: &[u8]) -> BerObject<'_> {
     obj
 }
 
-fn utf8(obj: &BerObject) -> String {
+fn utf8(obj: &BerObject<'_>) -> String {
     assert!(
         matches!(obj.content, BerObjectContent::UTF8String(_)),
         "{obj:?}"

@@ -57,7 +57,7 @@ impl BindBehaviour {
     }
 
     /// READY on partition `[byte; 64]` with this scale-up configuration.
-    pub fn ready_with(byte: u8, scale_up_config: efs_rpc::awsfile::ScaleUpConfig) -> Self {
+    pub fn ready_with(byte: u8, scale_up_config: awsfile::ScaleUpConfig) -> Self {
         BindBehaviour::Reply(BindClientResponse {
             bind_response: BindResponse::Ready(PartitionId([byte; 64])),
             scale_up_config,

@@ -166,7 +166,7 @@ impl DavFile for SyncedFile {
         self.inner.read_bytes(count)
     }
 
-    fn seek(&mut self, pos: std::io::SeekFrom) -> FsFuture<'_, u64> {
+    fn seek(&mut self, pos: io::SeekFrom) -> FsFuture<'_, u64> {
         self.inner.seek(pos)
     }
 

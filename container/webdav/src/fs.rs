@@ -448,7 +448,7 @@ impl DavFileSystem for BucketFs {
     fn have_props<'a>(
         &'a self,
         _path: &'a DavPath,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>> {
+    ) -> std::pin::Pin<Box<dyn Future<Output = bool> + Send + 'a>> {
         Box::pin(std::future::ready(true))
     }
 

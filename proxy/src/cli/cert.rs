@@ -13,7 +13,7 @@ use efs_proxy::iam::{CredentialSource, Issuer, Service, SigningTime, certificate
 use super::iam::{CertificateFields, ServiceArg, load_key};
 
 #[derive(Args)]
-pub struct CertArgs {
+pub(crate) struct CertArgs {
     /// File system id (fs-…): extension 1.3.6.1.4.1.4843.7.3 and the SigV4 host.
     #[arg(long, value_name = "ID")]
     fs_id: String,
@@ -48,7 +48,7 @@ pub struct CertArgs {
     cert_lifetime: Option<u64>,
 }
 
-pub async fn run(args: CertArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: CertArgs) -> anyhow::Result<()> {
     let service = Service::from(args.service);
     let mut spec = args.fields.spec(&args.fs_id, &args.region, service)?;
     if let Some(secs) = args.cert_lifetime {

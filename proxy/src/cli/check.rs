@@ -22,7 +22,7 @@ use super::iam::{IamRunArgs, load_key};
 use super::target::TargetArgs;
 
 #[derive(Args)]
-pub struct CheckArgs {
+pub(crate) struct CheckArgs {
     #[command(flatten)]
     server: TargetArgs,
     /// After the bind, send an NFS v4 NULL call and wait for its answer.
@@ -57,7 +57,7 @@ enum CertificatePlan {
     None,
 }
 
-pub async fn run(args: CheckArgs) -> ExitCode {
+pub(crate) async fn run(args: CheckArgs) -> ExitCode {
     let mut report = Report::new(!args.json);
     if let Some(settled) = config_step(&args, &mut report).await {
         report.target = Some(settled.target.clone());

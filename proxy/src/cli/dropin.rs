@@ -21,7 +21,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 /// Runs the proxy from an efs-utils config file until SIGTERM.
-pub fn main(config_path: &Path, tls: bool) -> anyhow::Result<()> {
+pub(crate) fn main(config_path: &Path, tls: bool) -> anyhow::Result<()> {
     let config = dropin::load(config_path)?;
     init_logging(&config)?;
     if config.fips && !efs_proxy::internal::upstream::FIPS {
@@ -185,7 +185,7 @@ impl PidFile {
         // Like efs-proxy, a pid file that cannot be written is not fatal (for non-TLS mounts
         // its directory does not exist); the watchdog tolerates its absence. A symbolic link
         // or other planted file is never followed or overwritten, and said loudly.
-        match efs_proxy::internal::dropin::write_pid_file(path) {
+        match dropin::write_pid_file(path) {
             Ok(()) => PidFile(Some(path.to_path_buf())),
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
                 error!("pid file: {e}");

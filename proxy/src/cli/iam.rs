@@ -35,7 +35,7 @@ impl From<ServiceArg> for Service {
 
 /// Certificate contents beyond the file system: the same options for `run` and `cert`.
 #[derive(Args, Debug, Default)]
-pub struct CertificateFields {
+pub(crate) struct CertificateFields {
     /// Access point id (fsap-…), put in the certificate (extension 1.3.6.1.4.1.4843.7.1).
     #[arg(long, value_name = "ID")]
     pub access_point: Option<String>,
@@ -60,7 +60,7 @@ pub struct CertificateFields {
 
 impl CertificateFields {
     /// The certificate spec for a file system.
-    pub fn spec(
+    pub(crate) fn spec(
         &self,
         fs_id: &str,
         region: &str,
@@ -98,14 +98,14 @@ impl CertificateFields {
             || self.client_version != "3.2.0"
     }
 
-    pub fn credentials_timeout(&self) -> Duration {
+    pub(crate) fn credentials_timeout(&self) -> Duration {
         Duration::from_secs(self.credentials_timeout)
     }
 }
 
 /// The IAM options of `efs-proxy run`.
 #[derive(Args, Debug)]
-pub struct IamRunArgs {
+pub(crate) struct IamRunArgs {
     /// File system id (fs-…). The proxy then derives the mount target's address and server
     /// name (unless --target/--server-name are given) and makes its own client certificate,
     /// signed with AWS credentials and refreshed while it runs (unless --cert is given).
@@ -164,7 +164,7 @@ impl IamRunArgs {
 }
 
 /// What `run` connects to and with which certificate.
-pub struct RunPlan {
+pub(crate) struct RunPlan {
     pub target: String,
     pub server_name: String,
     /// The certificate the proxy makes and keeps fresh; `None` with `--cert` or without
@@ -173,7 +173,7 @@ pub struct RunPlan {
 }
 
 /// Resolves `run`'s target, server name and certificate source.
-pub async fn plan(
+pub(crate) async fn plan(
     iam: &IamRunArgs,
     target: Option<String>,
     server_name: Option<String>,
@@ -260,7 +260,7 @@ pub async fn plan(
 
 /// Loads `--key` (creating it, mode 0600, when the file does not exist), or generates a key
 /// kept in memory only.
-pub async fn load_key(path: Option<&Path>) -> anyhow::Result<ClientKey> {
+pub(crate) async fn load_key(path: Option<&Path>) -> anyhow::Result<ClientKey> {
     match path {
         Some(path) => {
             let owned: PathBuf = path.to_path_buf();

@@ -1,21 +1,21 @@
 //! Subcommands of the `efs-proxy` binary.
 
-pub mod cert;
-pub mod check;
-pub mod dropin;
-pub mod iam;
-pub mod mount;
-pub mod mount_admin;
-pub mod mount_daemon;
-pub mod run;
-pub mod target;
+pub(crate) mod cert;
+pub(crate) mod check;
+pub(crate) mod dropin;
+pub(crate) mod iam;
+pub(crate) mod mount;
+pub(crate) mod mount_admin;
+pub(crate) mod mount_daemon;
+pub(crate) mod run;
+pub(crate) mod target;
 
 use tracing::{Level, Metadata};
 use tracing_subscriber::filter::{FilterFn, filter_fn};
 
 /// The Tokio runtime of every subcommand: multi-threaded, one worker per core unless
 /// `EFS_PROXY_WORKER_THREADS` says otherwise (the benchmark compares settings with it).
-pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = std::env::var("EFS_PROXY_WORKER_THREADS")
         .ok()
@@ -36,7 +36,7 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 /// access token, good for hours) went to the log in clear, as `proxy/tests/iam.rs` (SSO)
 /// showed; by the same list, so would IMDSv2's `x-aws-ec2-metadata-token`. These two events
 /// are dropped, whatever the level or `RUST_LOG`; every other TRACE event stays.
-pub fn without_request_dumps() -> FilterFn<fn(&Metadata<'_>) -> bool> {
+pub(crate) fn without_request_dumps() -> FilterFn<fn(&Metadata<'_>) -> bool> {
     fn keep(meta: &Metadata<'_>) -> bool {
         !(*meta.level() == Level::TRACE
             && meta.target() == "aws_smithy_runtime::client::orchestrator")
@@ -50,7 +50,7 @@ pub fn without_request_dumps() -> FilterFn<fn(&Metadata<'_>) -> bool> {
 /// std's) already quote their cause in their own message, which would print it twice
 /// ("…: Address already in use (os error 98): Address already in use (os error 98)").
 /// A cause whose text is already in the line is skipped.
-pub fn report(error: &anyhow::Error) -> String {
+pub(crate) fn report(error: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in error.chain() {
         let text = cause.to_string();

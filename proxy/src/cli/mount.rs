@@ -24,15 +24,15 @@ use efs_proxy::internal::mount::{mountinfo, state};
 use serde_json::{Value, json};
 
 /// mount(8)'s exit status for a bad invocation.
-pub const EXIT_USAGE: u8 = 1;
+pub(crate) const EXIT_USAGE: u8 = 1;
 /// mount(8)'s exit status for a failed mount.
-pub const EXIT_FAILURE: u8 = 32;
+pub(crate) const EXIT_FAILURE: u8 = 32;
 /// Seconds the proxy is kept after its mount disappeared (a remount shows no gap, but a
 /// quick `umount; mount` of the same mount point then still gets a fresh proxy).
 const GRACE_SECS: u64 = 5;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum KindArg {
+pub(crate) enum KindArg {
     /// Amazon S3 Files (NFSv4.2, TLS and IAM always).
     S3files,
     /// Amazon EFS (NFSv4.1, TLS always; IAM with -o iam).
@@ -40,7 +40,7 @@ pub enum KindArg {
 }
 
 #[derive(Args, Debug)]
-pub struct MountArgs {
+pub(crate) struct MountArgs {
     /// The file system and the path in it: fs-0123456789abcdef0 or fs-0123456789abcdef0:/dir.
     #[arg(value_name = "FS_ID[:/PATH]")]
     pub spec: String,
@@ -69,7 +69,7 @@ pub struct MountArgs {
 }
 
 /// A failed mount: the line to print and the exit status.
-pub struct Failure {
+pub(crate) struct Failure {
     pub code: u8,
     pub text: String,
 }
@@ -83,7 +83,7 @@ fn fail<T>(code: u8, text: impl Into<String>) -> Result<T, Failure> {
 
 /// This binary, for re-execution: `/proc/self/exe` works even after a package upgrade
 /// replaced the file.
-pub fn self_exe() -> PathBuf {
+pub(crate) fn self_exe() -> PathBuf {
     let proc_exe = PathBuf::from("/proc/self/exe");
     if proc_exe.exists() {
         return proc_exe;
@@ -92,7 +92,7 @@ pub fn self_exe() -> PathBuf {
 }
 
 /// argv[0] dispatch: run as `mount.s3files` / `mount.efs`, this is the mount helper.
-pub fn helper_main() -> Option<ExitCode> {
+pub(crate) fn helper_main() -> Option<ExitCode> {
     let argv0 = std::env::args_os().next()?;
     let (name, kind) = match Path::new(&argv0).file_name()?.to_str()? {
         "mount.s3files" => ("mount.s3files", KindArg::S3files),
@@ -119,7 +119,7 @@ pub fn helper_main() -> Option<ExitCode> {
 }
 
 /// `efs-proxy mount` (and the helper).
-pub fn mount_main(args: MountArgs, prog: &str) -> ExitCode {
+pub(crate) fn mount_main(args: MountArgs, prog: &str) -> ExitCode {
     match mount(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
@@ -137,7 +137,7 @@ fn kind_of(args: &MountArgs) -> Kind {
 }
 
 /// Options and mount point, checked before anything starts.
-pub fn settle(args: &MountArgs) -> Result<(MountPlan, PathBuf), Failure> {
+pub(crate) fn settle(args: &MountArgs) -> Result<(MountPlan, PathBuf), Failure> {
     let joined = args.options.join(",");
     let env_region = std::env::var("AWS_REGION")
         .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
@@ -200,7 +200,7 @@ pub fn settle(args: &MountArgs) -> Result<(MountPlan, PathBuf), Failure> {
 }
 
 /// The state directory of a live mount at `mountpoint`, with its port.
-pub fn managed_mount_at(mountpoint: &Path) -> Option<(PathBuf, u16)> {
+pub(crate) fn managed_mount_at(mountpoint: &Path) -> Option<(PathBuf, u16)> {
     state::mount_dirs(&state::root())
         .into_iter()
         .find_map(|dir| {
@@ -231,7 +231,7 @@ fn shared_proxy(plan: &MountPlan) -> Option<(PathBuf, u16)> {
         })
 }
 
-pub fn read_json(dir: &Path, name: &str) -> Option<Value> {
+pub(crate) fn read_json(dir: &Path, name: &str) -> Option<Value> {
     serde_json::from_str(&std::fs::read_to_string(dir.join(name)).ok()?).ok()
 }
 
@@ -518,6 +518,6 @@ fn run_mount(plan: &MountPlan, port: u16, mountpoint: &Path) -> Result<(), Failu
 }
 
 /// `EFS_PROXY_UMOUNT_PROGRAM` or `umount` (for `efs-proxy umount`).
-pub fn umount_program() -> String {
+pub(crate) fn umount_program() -> String {
     program("EFS_PROXY_UMOUNT_PROGRAM", "umount")
 }

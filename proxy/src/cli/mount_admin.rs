@@ -13,20 +13,20 @@ use super::mount::{read_json, umount_program};
 use super::mount_daemon::mount_table;
 
 #[derive(Args, Debug)]
-pub struct UmountArgs {
+pub(crate) struct UmountArgs {
     /// The mount point of a mount made by `efs-proxy mount` (or mount -t s3files / efs).
     pub mountpoint: PathBuf,
 }
 
 #[derive(Args, Debug)]
-pub struct MountsArgs {
+pub(crate) struct MountsArgs {
     /// Print one JSON document instead of the table.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Args, Debug)]
-pub struct InstallArgs {
+pub(crate) struct InstallArgs {
     /// Which helpers: s3files (mount.s3files), efs (mount.efs), or both.
     #[arg(long = "as", value_delimiter = ',', default_value = "s3files", value_parser = ["s3files", "efs"])]
     pub names: Vec<String>,
@@ -72,7 +72,7 @@ fn live_pid(dir: &Path, name: &str) -> Option<u32> {
 }
 
 /// `efs-proxy umount MOUNTPOINT`: the NFS unmount, then the proxy and its state, at once.
-pub fn umount_main(args: &UmountArgs) -> ExitCode {
+pub(crate) fn umount_main(args: &UmountArgs) -> ExitCode {
     let mountpoint = absolute(&args.mountpoint);
     let owners = owners_of(&mountpoint);
     if owners.is_empty() {
@@ -140,7 +140,7 @@ fn owners_of(mountpoint: &Path) -> Vec<(PathBuf, Value)> {
 }
 
 /// SIGTERM to the supervisor and the proxy, SIGKILL after 10 s, then the state removed.
-pub fn stop(dir: &Path) {
+pub(crate) fn stop(dir: &Path) {
     let pids: Vec<u32> = ["supervisor.pid", "proxy.pid"]
         .iter()
         .filter_map(|name| live_pid(dir, name))
@@ -227,7 +227,7 @@ fn expiry(v: &Value) -> String {
 }
 
 /// `efs-proxy mounts`.
-pub fn mounts_main(args: &MountsArgs) -> ExitCode {
+pub(crate) fn mounts_main(args: &MountsArgs) -> ExitCode {
     let rows: Vec<Value> = managed().iter().map(|(d, v)| describe(d, v)).collect();
     if args.json {
         println!("{:#}", Value::Array(rows));
@@ -281,7 +281,7 @@ pub fn mounts_main(args: &MountsArgs) -> ExitCode {
 
 /// `efs-proxy install-mount-helper`: symbolic links DIR/mount.NAME → this binary, never over
 /// another program's helper without --force.
-pub fn install_main(args: &InstallArgs) -> ExitCode {
+pub(crate) fn install_main(args: &InstallArgs) -> ExitCode {
     match install(args) {
         Ok(lines) => {
             for l in lines {

@@ -33,13 +33,13 @@ const TICK: Duration = Duration::from_secs(1);
 const STATUS_EVERY: Duration = Duration::from_secs(5);
 
 /// `mount.json`: what `mount` settled, read by the daemons, `mounts` and `umount`.
-pub struct MountInfo {
+pub(crate) struct MountInfo {
     pub port: u16,
     pub grace: Duration,
     pub proxy_args: Vec<String>,
 }
 
-pub fn read_mount_info(dir: &Path) -> anyhow::Result<MountInfo> {
+pub(crate) fn read_mount_info(dir: &Path) -> anyhow::Result<MountInfo> {
     let text = std::fs::read_to_string(dir.join("mount.json"))
         .with_context(|| format!("cannot read {}/mount.json", dir.display()))?;
     let v: Value = serde_json::from_str(&text).context("mount.json is not JSON")?;
@@ -60,7 +60,7 @@ pub fn read_mount_info(dir: &Path) -> anyhow::Result<MountInfo> {
 }
 
 /// The mount table the watch reads: `/proc/self/mountinfo`, or `EFS_PROXY_MOUNTINFO` (tests).
-pub fn mount_table() -> String {
+pub(crate) fn mount_table() -> String {
     let path = std::env::var_os("EFS_PROXY_MOUNTINFO")
         .filter(|p| !p.is_empty())
         .map_or_else(|| PathBuf::from("/proc/self/mountinfo"), PathBuf::from);
@@ -68,7 +68,7 @@ pub fn mount_table() -> String {
 }
 
 /// Whether the mount is there, was there, or never came.
-pub struct Watch {
+pub(crate) struct Watch {
     port: u16,
     grace: Duration,
     seen: bool,
@@ -81,7 +81,7 @@ pub struct Watch {
 }
 
 #[derive(Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Keep,
     /// Mounted, then gone for the grace period.
     Unmounted,
@@ -90,7 +90,7 @@ pub enum Verdict {
 }
 
 impl Watch {
-    pub fn new(dir: &Path, port: u16, grace: Duration, parent: Option<u32>) -> Watch {
+    pub(crate) fn new(dir: &Path, port: u16, grace: Duration, parent: Option<u32>) -> Watch {
         Watch {
             port,
             grace,
@@ -101,7 +101,7 @@ impl Watch {
         }
     }
 
-    pub fn step(&mut self) -> Verdict {
+    pub(crate) fn step(&mut self) -> Verdict {
         if !self.seen && self.marker.exists() {
             self.seen = true;
         }
@@ -140,7 +140,7 @@ fn now_secs() -> u64 {
 
 /// Sends `signal` to `pid` (a process of this mount, checked by the caller); a process that
 /// is already gone is not an error.
-pub fn send_signal(pid: i32, signal: Signal) {
+pub(crate) fn send_signal(pid: i32, signal: Signal) {
     if let Some(pid) = Pid::from_raw(pid) {
         let _ = rustix::process::kill_process(pid, signal);
     }
@@ -152,7 +152,7 @@ fn inherited_socket() -> std::io::Result<OwnedFd> {
 }
 
 /// `efs-proxy mount-supervisor DIR [--parent PID]`, the listening socket as stdin.
-pub fn supervisor_main(dir: &Path, parent: Option<u32>) -> anyhow::Result<()> {
+pub(crate) fn supervisor_main(dir: &Path, parent: Option<u32>) -> anyhow::Result<()> {
     // A session of its own: no controlling terminal. Fails only for a process group leader,
     // which a freshly spawned child is not.
     rustix::process::setsid().context("cannot start a new session (setsid)")?;
@@ -275,7 +275,7 @@ struct ProxyArgs {
 }
 
 /// `efs-proxy mount-proxy DIR`, the listening socket as stdin.
-pub async fn proxy_main(dir: &Path) -> anyhow::Result<()> {
+pub(crate) async fn proxy_main(dir: &Path) -> anyhow::Result<()> {
     let mount = read_mount_info(dir)?;
     let started = now_secs();
     let supervisor = std::os::unix::process::parent_id();

@@ -11,7 +11,7 @@ use efs_proxy::{Auth, ProxyBuilder};
 use super::target::TargetArgs;
 
 #[derive(Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     #[command(flatten)]
     server: TargetArgs,
     /// Where NFS clients connect. 127.0.0.1:0 picks a free port (printed on start).
@@ -55,7 +55,7 @@ pub struct RunArgs {
     iam: super::iam::IamRunArgs,
 }
 
-pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
     let trust = args.server.trust();
     let plan = super::iam::plan(
         &args.iam,

@@ -7,7 +7,7 @@ use clap::Args;
 use efs_proxy::Trust;
 
 #[derive(Args, Debug)]
-pub struct TargetArgs {
+pub(crate) struct TargetArgs {
     /// Address dialled for every server connection: the mount target or the NLB, HOST:PORT
     /// [default with --fs-id: the mount target's DNS name, port 2049].
     #[arg(long, value_name = "HOST:PORT", required_unless_present = "fs_id")]
@@ -41,7 +41,7 @@ pub struct TargetArgs {
 
 impl TargetArgs {
     /// Which server certificates to trust.
-    pub fn trust(&self) -> Trust {
+    pub(crate) fn trust(&self) -> Trust {
         match (self.no_verify, &self.ca_file) {
             (true, _) => Trust::NoVerify,
             (false, Some(path)) => Trust::CaFile(path.clone()),

@@ -104,7 +104,7 @@ pub struct DropInConfig {
 }
 
 /// Most rotated log files kept (`proxy_logging_file_count`).
-pub const MAX_LOG_FILES: u64 = 1000;
+pub(crate) const MAX_LOG_FILES: u64 = 1000;
 
 /// Reads and parses a config file.
 pub fn load(path: &Path) -> Result<DropInConfig, ConfigError> {

@@ -3,8 +3,8 @@
 //! - [`config`]: the stunnel-flavoured config file efs-utils writes;
 //! - [`logfile`]: the size-rotated log file efs-proxy keeps beside it.
 
-pub mod config;
+pub(crate) mod config;
 #[cfg(feature = "cli")]
-pub mod logfile;
+pub(crate) mod logfile;
 
 pub use config::*;

@@ -24,7 +24,7 @@
 
 mod leg;
 mod session;
-pub mod writer;
+pub(crate) mod writer;
 
 pub use leg::Leg;
 pub use session::Session;
@@ -40,7 +40,7 @@ use tokio::sync::mpsc;
 use crate::stats::Stats;
 
 /// Bytes a writer may queue before the other side stops being read.
-pub const WRITE_QUEUE_LIMIT: usize = 256 * 1024;
+pub(crate) const WRITE_QUEUE_LIMIT: usize = 256 * 1024;
 /// How long closing the connections may take before they are simply dropped.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// Records moved per direction in one poll before yielding to other tasks.

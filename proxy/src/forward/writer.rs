@@ -30,7 +30,7 @@ const MAX_SLICES: usize = 64;
 
 /// How a [`RecordWriter`] holds records until they are written; see the module docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Hold {
+pub(crate) enum Hold {
     /// Queue the records themselves; write them with vectored writes.
     InPlace,
     /// Copy each record into one reused buffer; write from it.
@@ -45,7 +45,7 @@ enum Held {
 }
 
 /// Queues records and writes them out, applying back-pressure past `limit` queued bytes.
-pub struct RecordWriter<W> {
+pub(crate) struct RecordWriter<W> {
     io: W,
     held: Held,
     queued: usize,
@@ -58,7 +58,7 @@ pub struct RecordWriter<W> {
 
 impl<W: AsyncWrite + Unpin> RecordWriter<W> {
     /// A writer that accepts more records while fewer than `limit` bytes are queued.
-    pub fn new(io: W, limit: usize, hold: Hold) -> Self {
+    pub(crate) fn new(io: W, limit: usize, hold: Hold) -> Self {
         RecordWriter {
             io,
             held: match hold {
@@ -73,19 +73,19 @@ impl<W: AsyncWrite + Unpin> RecordWriter<W> {
 
     /// Bytes waiting to be written.
     #[cfg(test)]
-    pub fn queued(&self) -> usize {
+    pub(crate) fn queued(&self) -> usize {
         self.queued
     }
 
     /// True while queued records or bytes buffered inside the stream remain to be sent:
     /// call [`poll_flush`](Self::poll_flush) until it is false.
-    pub fn needs_flush(&self) -> bool {
+    pub(crate) fn needs_flush(&self) -> bool {
         self.queued > 0 || self.unflushed
     }
 
     /// Ready when another record may be queued; writes out queued records to make room.
     /// At most `limit` plus one record is ever queued.
-    pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.queued >= self.limit {
             ready!(self.poll_write_some(cx))?;
         }
@@ -93,7 +93,7 @@ impl<W: AsyncWrite + Unpin> RecordWriter<W> {
     }
 
     /// Queues one record's wire bytes (call after `poll_ready`).
-    pub fn push(&mut self, wire: Bytes) {
+    pub(crate) fn push(&mut self, wire: Bytes) {
         self.queued += wire.len();
         match &mut self.held {
             Held::InPlace(queue) => queue.push_back(wire),
@@ -102,7 +102,7 @@ impl<W: AsyncWrite + Unpin> RecordWriter<W> {
     }
 
     /// Writes every queued record and flushes the stream.
-    pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.queued > 0 {
             ready!(self.poll_write_some(cx))?;
         }
@@ -112,7 +112,7 @@ impl<W: AsyncWrite + Unpin> RecordWriter<W> {
     }
 
     /// Shuts the stream down (TLS close_notify, then FIN) after flushing.
-    pub fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    pub(crate) fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         ready!(self.poll_flush(cx))?;
         Pin::new(&mut self.io).poll_shutdown(cx)
     }

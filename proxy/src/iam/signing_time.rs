@@ -199,9 +199,9 @@ mod tests {
 
     #[test]
     fn a_system_time_past_year_9999_is_clamped_not_a_panic() {
-        let far = SystemTime::now() + std::time::Duration::from_millis(u64::MAX);
+        let far = SystemTime::now() + Duration::from_millis(u64::MAX);
         assert_eq!(SigningTime::from_system_time(far).0.year(), 9999);
-        let early = SystemTime::UNIX_EPOCH - std::time::Duration::from_secs(400_000 * 31_556_952);
+        let early = SystemTime::UNIX_EPOCH - Duration::from_secs(400_000 * 31_556_952);
         assert_eq!(SigningTime::from_system_time(early).0.year(), -9999);
         let now = SystemTime::now();
         let t = SigningTime::from_system_time(now);

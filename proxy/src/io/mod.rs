@@ -1,7 +1,7 @@
 //! Transport adapters, apart from the layers that use them: the server stream type (TLS or
 //! plain) and the read-ahead buffer that lets rustls read the socket in large pieces.
 
-pub mod readahead;
+pub(crate) mod readahead;
 mod server_stream;
 
-pub use server_stream::ServerStream;
+pub(crate) use server_stream::ServerStream;

@@ -20,18 +20,18 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// How much one socket read may take: four full TLS records.
-pub const READ_AHEAD: usize = 64 * 1024;
+pub(crate) const READ_AHEAD: usize = 64 * 1024;
 
 /// A transport that reads ahead in [`READ_AHEAD`] chunks; see the module documentation.
 #[derive(Debug)]
-pub struct ReadAhead<S> {
+pub(crate) struct ReadAhead<S> {
     inner: S,
     /// Bytes read from `inner` and not handed out yet; no allocation while empty and idle.
     buffer: BytesMut,
 }
 
 impl<S> ReadAhead<S> {
-    pub fn new(inner: S) -> Self {
+    pub(crate) fn new(inner: S) -> Self {
         ReadAhead {
             inner,
             buffer: BytesMut::new(),
@@ -40,19 +40,19 @@ impl<S> ReadAhead<S> {
 
     /// The wrapped stream (for tests).
     #[cfg(test)]
-    pub fn get_ref(&self) -> &S {
+    pub(crate) fn get_ref(&self) -> &S {
         &self.inner
     }
 
     /// Bytes read ahead and not handed out yet (for tests).
     #[cfg(test)]
-    pub fn buffered(&self) -> usize {
+    pub(crate) fn buffered(&self) -> usize {
         self.buffer.len()
     }
 
     /// Whether a buffer is held (for tests: idle connections must hold none).
     #[cfg(test)]
-    pub fn holds_buffer(&self) -> bool {
+    pub(crate) fn holds_buffer(&self) -> bool {
         self.buffer.capacity() > 0
     }
 }

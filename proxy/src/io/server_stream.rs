@@ -12,14 +12,14 @@ use crate::io::readahead::ReadAhead;
 
 /// A connection to the mount target. Under TLS, rustls reads the socket through
 /// [`ReadAhead`] (large reads instead of its 4 KiB ones).
-pub enum ServerStream {
+pub(crate) enum ServerStream {
     Tls(Box<TlsStream<ReadAhead<TcpStream>>>),
     Plain(TcpStream),
 }
 
 impl ServerStream {
     /// The negotiated TLS version and cipher suite, for logs.
-    pub fn tls_summary(&self) -> Option<String> {
+    pub(crate) fn tls_summary(&self) -> Option<String> {
         match self {
             ServerStream::Tls(tls) => {
                 let (_, conn) = tls.get_ref();

@@ -27,13 +27,13 @@ use tokio_util::sync::CancellationToken;
 /// Default cap on client connections (sessions and waiting connections together).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 /// Default time a new connection has to send its first complete record.
-pub const DEFAULT_FIRST_RECORD_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_FIRST_RECORD_TIMEOUT: Duration = Duration::from_secs(10);
 /// File descriptors kept free for everything but client connections (server connections of
 /// the sessions, certificate reloads, logs, the spare).
 const FD_HEADROOM: usize = 16;
 
 /// Client connections of one proxy: counted, and the waiting ones evictable, oldest first.
-pub struct Connections {
+pub(crate) struct Connections {
     cap: usize,
     open: AtomicUsize,
     next_id: AtomicU64,
@@ -41,13 +41,13 @@ pub struct Connections {
 }
 
 /// A client connection's place under the cap; released when dropped.
-pub struct Slot {
+pub(crate) struct Slot {
     connections: Arc<Connections>,
     id: u64,
 }
 
 impl Connections {
-    pub fn new(cap: usize) -> Arc<Connections> {
+    pub(crate) fn new(cap: usize) -> Arc<Connections> {
         Arc::new(Connections {
             cap: cap.max(1),
             open: AtomicUsize::new(0),
@@ -56,14 +56,14 @@ impl Connections {
         })
     }
 
-    pub fn cap(&self) -> usize {
+    pub(crate) fn cap(&self) -> usize {
         self.cap
     }
 
     /// A slot for a new connection, closing the oldest waiting one if the cap is reached;
     /// `None` when the cap is reached and nothing waits. The slot starts waiting: `evicted` is
     /// cancelled if it is closed to make room.
-    pub fn admit(self: &Arc<Self>) -> Option<(Slot, CancellationToken)> {
+    pub(crate) fn admit(self: &Arc<Self>) -> Option<(Slot, CancellationToken)> {
         if self.open.load(Ordering::Relaxed) >= self.cap && !self.evict_oldest_waiting() {
             return None;
         }
@@ -79,7 +79,7 @@ impl Connections {
     }
 
     /// Closes the connection that has waited longest for its first record; false if none.
-    pub fn evict_oldest_waiting(&self) -> bool {
+    pub(crate) fn evict_oldest_waiting(&self) -> bool {
         match self.lock().pop_first() {
             Some((_, token)) => {
                 token.cancel();
@@ -96,7 +96,7 @@ impl Connections {
 
 impl Slot {
     /// The connection sent its first record: it is no longer evictable.
-    pub fn served(&self) {
+    pub(crate) fn served(&self) {
         self.connections.lock().remove(&self.id);
     }
 }
@@ -110,7 +110,7 @@ impl Drop for Slot {
 
 /// The cap to use: `wanted`, lowered so client connections and their first server connections
 /// fit under the process's open-file limit. Returns the cap and the limit when it lowered it.
-pub fn effective_cap(wanted: usize) -> (usize, Option<u64>) {
+pub(crate) fn effective_cap(wanted: usize) -> (usize, Option<u64>) {
     match open_file_limit() {
         Some(limit) => {
             let fit = (usize::try_from(limit)
@@ -130,7 +130,7 @@ pub fn effective_cap(wanted: usize) -> (usize, Option<u64>) {
 
 /// Raises the soft open-file limit to the hard one (as Go's runtime does), and returns the
 /// soft limit in force.
-pub fn open_file_limit() -> Option<u64> {
+pub(crate) fn open_file_limit() -> Option<u64> {
     use rustix::process::{Resource, getrlimit, setrlimit};
     let limit = getrlimit(Resource::Nofile);
     if let (Some(soft), Some(hard)) = (limit.current, limit.maximum)
@@ -150,18 +150,18 @@ pub fn open_file_limit() -> Option<u64> {
 
 /// A file descriptor held in reserve: at EMFILE the accept loop gives it up to accept and
 /// close the connection at the head of the backlog, then takes it back.
-pub struct SpareFd(Option<File>);
+pub(crate) struct SpareFd(Option<File>);
 
 impl SpareFd {
-    pub fn new() -> SpareFd {
+    pub(crate) fn new() -> SpareFd {
         SpareFd(File::open("/dev/null").ok())
     }
 
-    pub fn release(&mut self) {
+    pub(crate) fn release(&mut self) {
         self.0 = None;
     }
 
-    pub fn restore(&mut self) {
+    pub(crate) fn restore(&mut self) {
         if self.0.is_none() {
             self.0 = File::open("/dev/null").ok();
         }
@@ -175,12 +175,12 @@ impl Default for SpareFd {
 }
 
 /// True for the accept errors that mean "out of file descriptors".
-pub fn is_fd_exhaustion(e: &io::Error) -> bool {
+pub(crate) fn is_fd_exhaustion(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 
 /// The first records of a connection, read before any server connection is opened.
-pub struct FirstRecords {
+pub(crate) struct FirstRecords {
     /// Complete records, in order (usually one).
     pub records: VecDeque<Record>,
     /// Bytes of the next, incomplete record.
@@ -189,7 +189,7 @@ pub struct FirstRecords {
 
 /// Why a connection ended before its first record.
 #[derive(Debug)]
-pub enum FirstRecordEnd {
+pub(crate) enum FirstRecordEnd {
     /// Closed without a byte: a port probe.
     Probe,
     /// Closed or failed part-way through the first record.
@@ -218,7 +218,7 @@ impl std::fmt::Display for FirstRecordEnd {
 }
 
 /// Reads until at least one complete record has arrived, within `limit`.
-pub async fn read_first_records(
+pub(crate) async fn read_first_records(
     client: &mut TcpStream,
     max_record_size: usize,
     limit: Duration,

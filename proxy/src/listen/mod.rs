@@ -4,8 +4,8 @@
 //! connection gets its own task and its own server connection, so a second mount, a port
 //! probe or a reconnect never waits behind another connection.
 
-pub mod accept;
-pub mod peer;
+pub(crate) mod accept;
+pub(crate) mod peer;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -53,7 +53,7 @@ struct Shared {
 }
 
 /// A proxy bound to its listen address, ready to [`run`](Proxy::run).
-pub struct Proxy {
+pub(crate) struct Proxy {
     listener: TcpListener,
     shared: Arc<Shared>,
     tls: Option<TlsConfigHandle>,
@@ -61,7 +61,7 @@ pub struct Proxy {
 
 impl Proxy {
     /// Binds the listen address of `config` and prepares the TLS configuration.
-    pub async fn bind(config: ProxyConfig) -> Result<Proxy, StartError> {
+    pub(crate) async fn bind(config: ProxyConfig) -> Result<Proxy, StartError> {
         // Before binding: a refused address is never listened on, even briefly.
         if !config.listen.ip().is_loopback() && !config.allow_remote {
             return Err(StartError::RemoteListen {
@@ -79,7 +79,10 @@ impl Proxy {
     }
 
     /// Uses an already-bound listener (its address wins over `config.listen`).
-    pub fn from_listener(listener: TcpListener, config: ProxyConfig) -> Result<Proxy, StartError> {
+    pub(crate) fn from_listener(
+        listener: TcpListener,
+        config: ProxyConfig,
+    ) -> Result<Proxy, StartError> {
         let addr = listener.local_addr().unwrap_or(config.listen);
         if !addr.ip().is_loopback() && !config.allow_remote {
             return Err(StartError::RemoteListen { addr });
@@ -136,23 +139,23 @@ impl Proxy {
     }
 
     /// The address clients connect to.
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+    pub(crate) fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 
     /// The live TLS configuration, to replace the client certificate while running.
-    pub fn tls_handle(&self) -> Option<TlsConfigHandle> {
+    pub(crate) fn tls_handle(&self) -> Option<TlsConfigHandle> {
         self.tls.clone()
     }
 
     /// Live counters.
-    pub fn stats(&self) -> Arc<Stats> {
+    pub(crate) fn stats(&self) -> Arc<Stats> {
         self.shared.stats.clone()
     }
 
     /// Accepts and serves connections until `shutdown` is cancelled, then closes every open
     /// connection and waits (up to `drain`) for their tasks to finish.
-    pub async fn run(self, shutdown: CancellationToken, drain: Duration) {
+    pub(crate) async fn run(self, shutdown: CancellationToken, drain: Duration) {
         let tasks = TaskTracker::new();
         let mut spare = SpareFd::new();
         let mut over_cap = RateLimit::default();
@@ -471,7 +474,7 @@ fn max_connections(wanted: usize) -> usize {
 }
 
 /// Upper bound on server connections per client connection.
-pub const MAX_CONNECTIONS_PER_CLIENT: usize = 16;
+pub(crate) const MAX_CONNECTIONS_PER_CLIENT: usize = 16;
 
 /// Opens a server connection and binds it; falls back to a fresh connection without bind when
 /// the server does not speak AWSFILE (efs-proxy's behaviour, so plain NFS servers work), and

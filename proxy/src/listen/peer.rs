@@ -68,13 +68,13 @@ impl UidPolicy {
     }
 }
 
-pub fn effective_uid() -> u32 {
+pub(crate) fn effective_uid() -> u32 {
     rustix::process::geteuid().as_raw()
 }
 
 /// The owner uid of the socket at `peer` connected to `local` (both on this host), if the
 /// kernel lists it; `None` off Linux or when the socket is already gone.
-pub fn socket_owner(peer: SocketAddr, local: SocketAddr) -> Option<u32> {
+pub(crate) fn socket_owner(peer: SocketAddr, local: SocketAddr) -> Option<u32> {
     ["/proc/net/tcp", "/proc/net/tcp6"].iter().find_map(|path| {
         let table = std::fs::read_to_string(path).ok()?;
         owner_in_table(&table, peer, local)
@@ -83,7 +83,7 @@ pub fn socket_owner(peer: SocketAddr, local: SocketAddr) -> Option<u32> {
 
 /// Finds the line of `/proc/net/tcp{,6}` text whose local address is `peer` and remote
 /// address is `local`, and returns its uid column.
-pub fn owner_in_table(table: &str, peer: SocketAddr, local: SocketAddr) -> Option<u32> {
+pub(crate) fn owner_in_table(table: &str, peer: SocketAddr, local: SocketAddr) -> Option<u32> {
     table.lines().skip(1).find_map(|line| {
         let mut fields = line.split_whitespace();
         let (_slot, here, there) = (fields.next()?, fields.next()?, fields.next()?);

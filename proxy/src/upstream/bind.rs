@@ -20,7 +20,7 @@ static TRAILING_LOGGED: AtomicBool = AtomicBool::new(false);
 /// incarnation counter incremented for every accepted client connection (efs-proxy's
 /// `ProxyIdentifier`, whose identifier is `Uuid::new_v4()`).
 #[derive(Debug)]
-pub struct ProxyIdentity {
+pub(crate) struct ProxyIdentity {
     id: [u8; awsfile::IDENTIFIER_LEN],
     incarnation: AtomicI64,
 }
@@ -34,14 +34,14 @@ impl Default for ProxyIdentity {
 /// Random bytes made a version-4 UUID (RFC 9562 §5.4): version 4 in the high nibble of byte 6,
 /// variant `10` in the top bits of byte 8, 122 random bits left. Done by hand rather than with
 /// the `uuid` crate: two bit operations do not need a dependency.
-pub fn uuid_v4(mut bytes: [u8; awsfile::IDENTIFIER_LEN]) -> [u8; awsfile::IDENTIFIER_LEN] {
+pub(crate) fn uuid_v4(mut bytes: [u8; awsfile::IDENTIFIER_LEN]) -> [u8; awsfile::IDENTIFIER_LEN] {
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
     bytes
 }
 
 impl ProxyIdentity {
-    pub fn new(id: [u8; awsfile::IDENTIFIER_LEN]) -> Self {
+    pub(crate) fn new(id: [u8; awsfile::IDENTIFIER_LEN]) -> Self {
         ProxyIdentity {
             id,
             incarnation: AtomicI64::new(0),
@@ -49,7 +49,7 @@ impl ProxyIdentity {
     }
 
     /// The identifier for the next client connection (incarnations start at 1).
-    pub fn next_incarnation(&self) -> ProxyIdentifier {
+    pub(crate) fn next_incarnation(&self) -> ProxyIdentifier {
         let n = self.incarnation.fetch_add(1, Ordering::Relaxed) + 1;
         ProxyIdentifier::new(self.id, n)
     }
@@ -60,7 +60,7 @@ impl ProxyIdentity {
 /// Returns the decoded response and any bytes the server sent after the reply (to be
 /// forwarded to the client). Reads are bounded by `max_record_size` and the whole exchange by
 /// `limit`.
-pub async fn bind_client_to_partition<S>(
+pub(crate) async fn bind_client_to_partition<S>(
     stream: &mut S,
     id: &ProxyIdentifier,
     max_record_size: usize,

@@ -19,7 +19,7 @@ use crate::upstream::tls::TlsConfigHandle;
 
 /// How the server leg is secured.
 #[derive(Clone)]
-pub enum Security {
+pub(crate) enum Security {
     /// TLS with the current configuration and this server name (SNI and verification).
     Tls {
         config: TlsConfigHandle,
@@ -31,7 +31,7 @@ pub enum Security {
 
 /// Dials the mount target: everything needed to open one server connection.
 #[derive(Clone)]
-pub struct Dialer {
+pub(crate) struct Dialer {
     /// `host:port` to connect to, resolved at every connect (DNS may change).
     pub target: String,
     pub security: Security,
@@ -44,13 +44,13 @@ pub struct Dialer {
 impl Dialer {
     /// Resolves the target, connects over TCP (trying each address in turn), then performs
     /// the TLS handshake. Every failure names its layer and the likely fix.
-    pub async fn connect(&self) -> Result<(ServerStream, SocketAddr), ConnectError> {
+    pub(crate) async fn connect(&self) -> Result<(ServerStream, SocketAddr), ConnectError> {
         self.connect_by(None).await
     }
 
     /// [`connect`](Self::connect), with every step also ending by `deadline` (drop-in mode
     /// gives DNS, TCP, TLS and bind one deadline, as efs-proxy).
-    pub async fn connect_by(
+    pub(crate) async fn connect_by(
         &self,
         deadline: Option<Instant>,
     ) -> Result<(ServerStream, SocketAddr), ConnectError> {
@@ -180,7 +180,7 @@ impl Dialer {
 }
 
 /// `limit`, shortened to what is left until `deadline`.
-pub fn limit_by(limit: Duration, deadline: Option<Instant>) -> Duration {
+pub(crate) fn limit_by(limit: Duration, deadline: Option<Instant>) -> Duration {
     match deadline {
         Some(deadline) => limit.min(deadline.saturating_duration_since(Instant::now())),
         None => limit,
@@ -188,17 +188,17 @@ pub fn limit_by(limit: Duration, deadline: Option<Instant>) -> Duration {
 }
 
 /// The host part of `host:port` or `[v6]:port` (for a default server name).
-pub fn host_of(target: &str) -> &str {
+pub(crate) fn host_of(target: &str) -> &str {
     let host = target.rsplit_once(':').map_or(target, |(h, _)| h);
     host.trim_start_matches('[').trim_end_matches(']')
 }
 
 /// Delay between staggered connection attempts (RFC 8305 §5 recommends 250 ms).
-pub const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
+pub(crate) const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
 
 /// Orders addresses as RFC 8305 §4 asks: the first family first (resolver order), then
 /// alternating families.
-pub fn interleave_families(addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
+pub(crate) fn interleave_families(addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
     let first_is_v6 = addrs.first().is_some_and(SocketAddr::is_ipv6);
     let (mut a, mut b): (Vec<_>, Vec<_>) = addrs
         .into_iter()

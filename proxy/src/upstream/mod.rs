@@ -5,7 +5,7 @@
 //! - [`bind`]: the AWSFILE `bind_client_to_partition` exchange on a fresh connection;
 //! - [`scale`]: the search for more connections bound to the same partition.
 
-pub mod bind;
-pub mod dial;
-pub mod scale;
-pub mod tls;
+pub(crate) mod bind;
+pub(crate) mod dial;
+pub(crate) mod scale;
+pub(crate) mod tls;

@@ -26,7 +26,7 @@ use crate::upstream::dial::Dialer;
 
 /// Bounds of one search.
 #[derive(Debug, Clone, Copy)]
-pub struct SearchLimits {
+pub(crate) struct SearchLimits {
     /// Attempts in flight at once (efs-proxy: 3).
     pub concurrent: usize,
     /// Attempts in total (efs-proxy: 120).
@@ -50,7 +50,7 @@ impl Default for SearchLimits {
 }
 
 /// Opens connections for one client connection's group.
-pub struct GroupScaler {
+pub(crate) struct GroupScaler {
     pub dialer: Dialer,
     /// The identifier the group's first connection bound with (one incarnation per client
     /// connection, shared by all its server connections).
@@ -69,7 +69,7 @@ pub struct GroupScaler {
 
 /// "Do not search before" for the whole proxy.
 #[derive(Debug, Default)]
-pub struct Backoff(std::sync::Mutex<Option<tokio::time::Instant>>);
+pub(crate) struct Backoff(std::sync::Mutex<Option<tokio::time::Instant>>);
 
 impl Backoff {
     fn active(&self) -> bool {

@@ -147,7 +147,7 @@ pub const FIPS: bool = cfg!(feature = "fips");
 /// The TLS crypto provider: ring (the project's one crypto backend: aws-lc would double the
 /// clean release build on 2 cores), or in `fips` builds aws-lc-rs in FIPS mode, with only
 /// FIPS-approved cipher suites and key exchange groups.
-pub fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     #[cfg(feature = "fips")]
     return Arc::new(rustls::crypto::default_fips_provider());
     #[cfg(not(feature = "fips"))]
@@ -225,7 +225,7 @@ impl TrustAnchors {
 
 /// Which names the server certificate may carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NamePolicy {
+pub(crate) enum NamePolicy {
     /// The server name (SNI) must be on the certificate.
     Verify,
     /// Any name: the chain is still verified (efs-utils' empty `checkHost`).
@@ -238,7 +238,7 @@ pub enum NamePolicy {
 /// key. When [`recording`](Self::recording), it also keeps the chain the server showed, for
 /// `check`'s report.
 #[derive(Debug)]
-pub struct ServerVerifier {
+pub(crate) struct ServerVerifier {
     webpki: Option<Arc<WebPkiServerVerifier>>,
     names: NamePolicy,
     signatures: HandshakeSignatures,
@@ -247,7 +247,7 @@ pub struct ServerVerifier {
 
 impl ServerVerifier {
     /// A verifier against `anchors`, with this crate's crypto provider.
-    pub fn new(anchors: &TrustAnchors, names: NamePolicy) -> Result<Self, TlsSetupError> {
+    pub(crate) fn new(anchors: &TrustAnchors, names: NamePolicy) -> Result<Self, TlsSetupError> {
         let provider = provider();
         let webpki = match &anchors.roots {
             None => None,
@@ -267,14 +267,14 @@ impl ServerVerifier {
 
     /// Keeps the chain of every server certificate checked (the last one is kept).
     #[cfg(any(feature = "cli", test))]
-    pub fn recording(mut self) -> Self {
+    pub(crate) fn recording(mut self) -> Self {
         self.shown = Some(Mutex::default());
         self
     }
 
     /// The chain the server showed last (end entity first); empty when not recording.
     #[cfg(any(feature = "cli", test))]
-    pub fn take_shown_chain(&self) -> Vec<CertificateDer<'static>> {
+    pub(crate) fn take_shown_chain(&self) -> Vec<CertificateDer<'static>> {
         self.shown.as_ref().map_or_else(Vec::new, |shown| {
             std::mem::take(&mut *shown.lock().unwrap_or_else(|e| e.into_inner()))
         })
@@ -381,7 +381,7 @@ pub fn client_config(
 }
 
 /// The rustls client configuration around `verifier`, presenting `identity` when given.
-pub fn config_with(
+pub(crate) fn config_with(
     verifier: Arc<ServerVerifier>,
     identity: Option<&ClientIdentity>,
 ) -> Result<ClientConfig, TlsSetupError> {

@@ -10,27 +10,27 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub struct Reply {
+pub(crate) struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
 
 impl Reply {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
 
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 }
 
 /// How the request body is framed.
-pub enum Body<'a> {
+pub(crate) enum Body<'a> {
     None,
     Fixed(&'a [u8]),
     /// Chunked, in chunks of the given size (as Finder sends uploads).
@@ -38,7 +38,7 @@ pub enum Body<'a> {
 }
 
 /// One request on a fresh connection.
-pub fn request(
+pub(crate) fn request(
     addr: SocketAddr,
     method: &str,
     path: &str,
@@ -49,7 +49,7 @@ pub fn request(
 }
 
 /// One request on a fresh connection, with the given Host header (or none).
-pub fn request_to(
+pub(crate) fn request_to(
     addr: SocketAddr,
     host: Option<&str>,
     method: &str,
@@ -91,7 +91,7 @@ pub fn request_to(
 }
 
 /// Reads one answer (status line, headers, body).
-pub fn read_reply(r: &mut impl BufRead, head_only: bool) -> Reply {
+pub(crate) fn read_reply(r: &mut impl BufRead, head_only: bool) -> Reply {
     let mut line = String::new();
     r.read_line(&mut line).expect("status line");
     let status: u16 = line
@@ -157,7 +157,7 @@ pub fn read_reply(r: &mut impl BufRead, head_only: bool) -> Reply {
 }
 
 /// The server binary, stopped (SIGKILL) on drop.
-pub struct Server {
+pub(crate) struct Server {
     pub child: Child,
     pub addr: SocketAddr,
     /// Where its stderr goes, if captured ([`start_logged`]).
@@ -166,7 +166,7 @@ pub struct Server {
 
 impl Server {
     /// What it logged so far (empty if stderr was not captured).
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log
             .as_ref()
             .map(|f| std::fs::read_to_string(f.path()).unwrap_or_default())
@@ -174,7 +174,7 @@ impl Server {
     }
 
     /// Open file descriptors of the process (Linux /proc).
-    pub fn open_fds(&self) -> usize {
+    pub(crate) fn open_fds(&self) -> usize {
         std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
             .expect("/proc/PID/fd")
             .count()
@@ -190,12 +190,17 @@ impl Drop for Server {
 
 /// Starts `efs-webdav --listen 127.0.0.1:0 --root ROOT [extra...]` and waits for its
 /// `listening on` line.
-pub fn start(root: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+pub(crate) fn start(root: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
     launch(root, "127.0.0.1:0", extra, env, false)
 }
 
 /// Like [`start`] on `listen`, with stderr (the log) captured in a file.
-pub fn start_logged(root: &Path, listen: &str, extra: &[&str], env: &[(&str, &str)]) -> Server {
+pub(crate) fn start_logged(
+    root: &Path,
+    listen: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Server {
     launch(root, listen, extra, env, true)
 }
 
@@ -239,7 +244,7 @@ fn launch(root: &Path, listen: &str, extra: &[&str], env: &[(&str, &str)], logge
 }
 
 /// Polls `cond` every 20 ms for up to `secs` seconds.
-pub fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+pub(crate) fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while Instant::now() < deadline {
         if cond() {
@@ -251,7 +256,7 @@ pub fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
 }
 
 /// Deterministic pseudo-random bytes (xorshift; fast in debug builds).
-pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+pub(crate) fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
     let mut out = Vec::with_capacity(len + 8);
     while out.len() < len {
@@ -265,7 +270,7 @@ pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
 }
 
 /// Every name below `dir`, relative, sorted: what the server left in the served directory.
-pub fn all_names(dir: &Path) -> Vec<String> {
+pub(crate) fn all_names(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
