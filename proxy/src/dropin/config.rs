@@ -151,50 +151,13 @@ pub fn parse(text: &str, file: &str) -> Result<DropInConfig, ConfigError> {
     let connect = keys
         .str(&["connect", "mount_target_addr"], "connect")?
         .ok_or(keys.missing("connect", " in [efs]"))?;
-    let accept_text = keys
-        .str(&["accept", "listen_addr"], "accept")?
-        .ok_or(keys.missing("accept", " in [efs]"))?;
-    let accept = accept_text.parse().map_err(|_| ConfigError::Invalid {
-        file: file.to_string(),
-        key: "accept",
-        value: accept_text.clone(),
-        expected: "expected IP:PORT with a port of 1-65535, e.g. 127.0.0.1:20049",
-    })?;
+    let accept = accept_addr(&keys)?;
     let level = keys.str(&["proxy_logging_level"], "proxy_logging_level")?;
-    let max_bytes = keys.number("proxy_logging_max_bytes")?.unwrap_or(1_048_576);
-    let file_count = keys.number("proxy_logging_file_count")?.unwrap_or(10);
-    // Each rotation renames every kept file: a count in the billions would never finish.
-    if file_count > MAX_LOG_FILES {
-        return Err(keys.invalid(
-            "proxy_logging_file_count",
-            &file_count.to_string(),
-            "expected at most 1000 rotated log files",
-        ));
-    }
     let init_timeout_sec = keys
         .number("retry_nfs_mount_command_timeout_sec")?
         .or(keys.number("proxy_init_timeout_sec")?)
         .unwrap_or(15);
-
-    let log = match log_format.as_deref() {
-        None | Some("file") => match output {
-            Some(path) => LogDestination::File {
-                path: path.into(),
-                max_bytes,
-                file_count: file_count as usize,
-            },
-            None => LogDestination::Off,
-        },
-        Some("stdout") => LogDestination::Stdout,
-        Some(other) => {
-            return Err(ConfigError::Invalid {
-                file: file.to_string(),
-                key: "log_format",
-                value: other.to_string(),
-                expected: "expected `file` or `stdout`",
-            });
-        }
-    };
+    let log = log_destination(&keys, log_format.as_deref(), output)?;
     let log_level = [level, debug]
         .into_iter()
         .flatten()
@@ -233,6 +196,52 @@ pub fn parse(text: &str, file: &str) -> Result<DropInConfig, ConfigError> {
             })?,
         },
     })
+}
+
+/// `accept` (or `listen_addr`): the address to listen on.
+fn accept_addr(keys: &Keys<'_>) -> Result<SocketAddr, ConfigError> {
+    let text = keys
+        .str(&["accept", "listen_addr"], "accept")?
+        .ok_or(keys.missing("accept", " in [efs]"))?;
+    text.parse().map_err(|_| {
+        keys.invalid(
+            "accept",
+            &text,
+            "expected IP:PORT with a port of 1-65535, e.g. 127.0.0.1:20049",
+        )
+    })
+}
+
+/// Where the log goes: `log_format = file` (the default) writes `output` with rotation by
+/// `proxy_logging_max_bytes` and `proxy_logging_file_count`, no `output` means no log;
+/// `stdout` is the container case.
+fn log_destination(
+    keys: &Keys<'_>,
+    log_format: Option<&str>,
+    output: Option<String>,
+) -> Result<LogDestination, ConfigError> {
+    let max_bytes = keys.number("proxy_logging_max_bytes")?.unwrap_or(1_048_576);
+    let file_count = keys.number("proxy_logging_file_count")?.unwrap_or(10);
+    // Each rotation renames every kept file: a count in the billions would never finish.
+    if file_count > MAX_LOG_FILES {
+        return Err(keys.invalid(
+            "proxy_logging_file_count",
+            &file_count.to_string(),
+            "expected at most 1000 rotated log files",
+        ));
+    }
+    match log_format {
+        None | Some("file") => Ok(match output {
+            Some(path) => LogDestination::File {
+                path: path.into(),
+                max_bytes,
+                file_count: file_count as usize,
+            },
+            None => LogDestination::Off,
+        }),
+        Some("stdout") => Ok(LogDestination::Stdout),
+        Some(other) => Err(keys.invalid("log_format", other, "expected `file` or `stdout`")),
+    }
 }
 
 fn is_level(level: &str) -> bool {
