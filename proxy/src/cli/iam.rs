@@ -7,12 +7,14 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use efs_proxy::IamAuth;
 use efs_proxy::iam::refresh::RefreshPolicy;
 use efs_proxy::iam::{
     CertificateSpec, ClientInfo, ClientKey, CredentialSource, Service, key, names,
 };
+use efs_proxy::{Auth, IamAuth, ProxyBuilder};
 use tracing::info;
+
+use super::target::TargetArgs;
 
 /// `--service`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -170,6 +172,32 @@ pub(crate) struct RunPlan {
     /// The certificate the proxy makes and keeps fresh; `None` with `--cert` or without
     /// `--fs-id`.
     pub iam: Option<IamAuth>,
+}
+
+/// A proxy builder with everything the server options and the IAM options say: where to
+/// connect, the name to verify, which certificates to trust, how to authenticate and the
+/// connect and bind timeouts. `run` and the mount daemon add where to listen.
+pub(crate) async fn builder(iam: &IamRunArgs, server: TargetArgs) -> anyhow::Result<ProxyBuilder> {
+    let trust = server.trust();
+    let plan = plan(
+        iam,
+        server.target,
+        server.server_name,
+        server.cert.as_deref(),
+        server.key.as_deref(),
+    )
+    .await?;
+    let auth = match (plan.iam, server.cert, server.key) {
+        (Some(iam), _, _) => Auth::Iam(iam),
+        (None, Some(cert), Some(key)) => Auth::CertificateFiles { cert, key },
+        _ => Auth::None,
+    };
+    Ok(ProxyBuilder::new(plan.target)
+        .server_name(plan.server_name)
+        .trust(trust)
+        .auth(auth)
+        .connect_timeout(Duration::from_secs(server.connect_timeout))
+        .bind_timeout(Duration::from_secs(server.bind_timeout)))
 }
 
 /// Resolves `run`'s target, server name and certificate source.

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use efs_proxy::ProxyHandle;
 use efs_proxy::internal::mount::{mountinfo, state};
-use efs_proxy::{Auth, ProxyBuilder, ProxyHandle};
 use rustix::process::{Pid, Signal};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -344,29 +344,8 @@ async fn start_proxy(mount: &MountInfo) -> anyhow::Result<ProxyHandle> {
     }
     std_listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(std_listener)?;
-    let trust = args.server.trust();
-    let plan = super::iam::plan(
-        &args.iam,
-        args.server.target,
-        args.server.server_name,
-        args.server.cert.as_deref(),
-        args.server.key.as_deref(),
-    )
-    .await?;
-    let auth = match (plan.iam, args.server.cert, args.server.key) {
-        (Some(iam), _, _) => Auth::Iam(iam),
-        (None, Some(cert), Some(key)) => Auth::CertificateFiles { cert, key },
-        _ => Auth::None,
-    };
-    let proxy = ProxyBuilder::new(plan.target)
-        .server_name(plan.server_name)
-        .listener(listener)
-        .trust(trust)
-        .auth(auth)
-        .connect_timeout(Duration::from_secs(args.server.connect_timeout))
-        .bind_timeout(Duration::from_secs(args.server.bind_timeout))
-        .start()
-        .await?;
+    let builder = super::iam::builder(&args.iam, args.server).await?;
+    let proxy = builder.listener(listener).start().await?;
     info!("serving the mount on {}", proxy.local_addr());
     Ok(proxy)
 }

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use clap::Args;
 use efs_proxy::Keepalive;
-use efs_proxy::{Auth, ProxyBuilder};
 
 use super::target::TargetArgs;
 
@@ -56,31 +55,13 @@ pub(crate) struct RunArgs {
 }
 
 pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let trust = args.server.trust();
-    let plan = super::iam::plan(
-        &args.iam,
-        args.server.target,
-        args.server.server_name,
-        args.server.cert.as_deref(),
-        args.server.key.as_deref(),
-    )
-    .await?;
-    let auth = match (plan.iam, args.server.cert, args.server.key) {
-        (Some(iam), _, _) => Auth::Iam(iam),
-        (None, Some(cert), Some(key)) => Auth::CertificateFiles { cert, key },
-        _ => Auth::None,
-    };
-    let builder = ProxyBuilder::new(plan.target)
-        .server_name(plan.server_name)
+    let builder = super::iam::builder(&args.iam, args.server).await?;
+    let builder = builder
         .listen(args.listen)
         .allow_remote(args.allow_remote)
         .allowed_uids(args.allow_uid.unwrap_or_default())
         .max_connections(args.max_connections)
         .first_record_timeout(Duration::from_secs(args.first_record_timeout))
-        .trust(trust)
-        .auth(auth)
-        .connect_timeout(Duration::from_secs(args.server.connect_timeout))
-        .bind_timeout(Duration::from_secs(args.server.bind_timeout))
         .max_record_size(args.max_record_size)
         .server_timeout((args.server_timeout > 0).then(|| Duration::from_secs(args.server_timeout)))
         .keepalive((args.keepalive > 0).then(|| Keepalive {
