@@ -41,32 +41,11 @@ SERVER_NAME=fs-0123456789abcdef0.s3files.us-east-1.on.aws
 FILE=e2e-webdav-16m.bin
 
 t0=$(now)
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/efs-container-e2e.XXXXXX")
+E2E_TAIL=40
+e2e_workdir efs-container-e2e
 GDIR=$TMP/ganesha
-pids=()
-guest_pid=''
-# shellcheck disable=SC2317  # called through the trap
-cleanup() {
-  local rc=$?
-  if [ -n "$guest_pid" ] && kill -0 "$guest_pid" 2>/dev/null; then
-    kill -TERM "$guest_pid" 2>/dev/null || true
-    wait "$guest_pid" 2>/dev/null || true
-  fi
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  "$HARNESS_DIR/ganesha.sh" stop "$GDIR" 2>/dev/null || true
-  if [ "$rc" -ne 0 ]; then
-    log "FAILED; logs kept in $TMP:"
-    for f in "$TMP"/*.log; do
-      [ -f "$f" ] && { printf -- '--- %s (last 40 lines)\n' "$f" >&2; tail -n 40 "$f" >&2; }
-    done
-  else
-    rm -rf "$TMP"
-  fi
-  return "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck disable=SC2317  # called by e2e_cleanup
+e2e_teardown() { "$HARNESS_DIR/ganesha.sh" stop "$GDIR" 2>/dev/null; }
 step() { printf '\n== %s (%s s)\n' "$*" "$(elapsed "$t0")"; }
 
 step "nfs server: nfs-ganesha (NFSv4.2, FSAL_VFS)"
@@ -75,12 +54,9 @@ gport=$(free_port)
 echo "ganesha on 127.0.0.1:$gport, export $GDIR/export"
 
 step "mount target: fake-mount-target (TLS, client certificate required, bind READY)"
-"$BIN_DIR/fake-mount-target" --listen 127.0.0.1:0 --pki-dir "$TMP/pki" \
-  --server-name "$SERVER_NAME" --bind ready --backend "127.0.0.1:$gport" \
-  >"$TMP/target.out" 2>"$TMP/target.log" </dev/null &
-pids+=($!)
-target=  # set by await_listening
-await_listening target target "${pids[-1]}"
+target=  # set by start_listener
+start_listener target target "$BIN_DIR/fake-mount-target" --listen 127.0.0.1:0 \
+  --pki-dir "$TMP/pki" --server-name "$SERVER_NAME" --bind ready --backend "127.0.0.1:$gport"
 tport=${target##*:}
 echo "mount target on $target; the guest dials 10.0.2.2:$tport"
 

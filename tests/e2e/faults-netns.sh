@@ -43,39 +43,14 @@ NSA=efs-faults-a-$$ NSB=efs-faults-b-$$
 ADDR_A=10.99.0.1 ADDR_B=10.99.0.2
 
 t0=$(now)
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/efs-faults.XXXXXX")
-pids=()
+e2e_workdir efs-faults
 target='' proxy3='' proxy10='' ping_pid=''  # set below
-# shellcheck disable=SC2317  # called through the trap
-cleanup() {
-  local rc=$?
-  [ -z "$ping_pid" ] || pids+=("$ping_pid")
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+# shellcheck disable=SC2317  # called by e2e_cleanup
+e2e_teardown() {
+  [ -z "$ping_pid" ] || kill -TERM "$ping_pid" 2>/dev/null || true
   ip netns del "$NSA" 2>/dev/null || true
   ip netns del "$NSB" 2>/dev/null || true
   rm -rf "/etc/netns/$NSA"
-  if [ "$rc" -ne 0 ]; then
-    log "FAILED; logs kept in $TMP:"
-    for f in "$TMP"/*.log "$TMP"/*.out; do
-      [ -f "$f" ] && { printf -- '--- %s (last 30 lines)\n' "$f" >&2; tail -n 30 "$f" >&2; }
-    done
-  else
-    rm -rf "$TMP"
-  fi
-  return "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# start_listener VAR NAME NETNS CMD...: runs CMD in NETNS in the background (stdout NAME.out,
-# stderr NAME.log), waits for its "listening on ADDR" line and stores ADDR in VAR.
-# (`ip netns exec` execs CMD, so the pid recorded is CMD's.)
-start_listener() {
-  local var=$1 name=$2 ns=$3; shift 3
-  ip netns exec "$ns" "$@" >"$TMP/$name.out" 2>"$TMP/$name.log" </dev/null &
-  pids+=($!)
-  await_listening "$var" "$name" "${pids[-1]}"
 }
 
 step() { printf '\n== %s\n' "$*"; }
@@ -130,7 +105,7 @@ ip -n "$NSA" link set veth-a up
 ip -n "$NSB" link set veth-b up
 
 step "mount target in $NSB (TLS, client certificate, bind READY, echo backend)"
-start_listener target target "$NSB" "$BIN_DIR/fake-mount-target" --listen "$ADDR_B:0" \
+start_listener target target ip netns exec "$NSB" "$BIN_DIR/fake-mount-target" --listen "$ADDR_B:0" \
   --pki-dir "$TMP/pki" --server-name "$SERVER_NAME" --bind ready --backend echo
 tport=${target##*:}
 echo "mount target on $target"
@@ -138,8 +113,8 @@ echo "mount target on $target"
 step "two proxies in $NSA: --server-timeout 3 and --server-timeout 10"
 proxy_args=(run --listen 127.0.0.1:0 --target "$target" --server-name "$SERVER_NAME"
   --ca-file "$TMP/pki/ca.pem" --cert "$TMP/pki/client.pem" --key "$TMP/pki/client.key")
-start_listener proxy3 proxy3 "$NSA" "$BIN_DIR/efs-proxy" "${proxy_args[@]}" --server-timeout 3
-start_listener proxy10 proxy10 "$NSA" "$BIN_DIR/efs-proxy" "${proxy_args[@]}" --server-timeout 10
+start_listener proxy3 proxy3 ip netns exec "$NSA" "$BIN_DIR/efs-proxy" "${proxy_args[@]}" --server-timeout 3
+start_listener proxy10 proxy10 ip netns exec "$NSA" "$BIN_DIR/efs-proxy" "${proxy_args[@]}" --server-timeout 10
 echo "proxy (timeout 3 s) on $proxy3, proxy (timeout 10 s) on $proxy10 (in $NSA)"
 
 # ---------------------------------------------------------------------------------------------
@@ -241,7 +216,7 @@ order=$(ip netns exec "$NSA" getent ahosts mt.test | awk '$2 == "STREAM" { print
 echo "mt.test resolves (in order) to: $order"
 case $order in 2001:db8:99::2*) ;; *) die "d: the resolver does not list the IPv6 address first ($order)" ;; esac
 proxy_v6=''
-start_listener proxy_v6 proxy_v6 "$NSA" "$BIN_DIR/efs-proxy" run --listen 127.0.0.1:0 \
+start_listener proxy_v6 proxy_v6 ip netns exec "$NSA" "$BIN_DIR/efs-proxy" run --listen 127.0.0.1:0 \
   --target "mt.test:$tport" --server-name "$SERVER_NAME" --ca-file "$TMP/pki/ca.pem" \
   --cert "$TMP/pki/client.pem" --key "$TMP/pki/client.key" --connect-timeout 10
 t_start=$(now)

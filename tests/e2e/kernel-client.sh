@@ -44,38 +44,11 @@ done
 SERVER_NAME=fs-0123456789abcdef0.s3files.us-east-1.on.aws
 
 t0=$(now)
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/efs-e2e.XXXXXX")
+e2e_workdir efs-e2e
 GDIR=$TMP/ganesha
-pids=()
 target='' proxy=''  # set by start_listener
-# shellcheck disable=SC2317  # called through the trap
-cleanup() {
-  local rc=$?
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  "$HARNESS_DIR/ganesha.sh" stop "$GDIR" 2>/dev/null || true
-  if [ "$rc" -ne 0 ]; then
-    log "FAILED; logs kept in $TMP:"
-    for f in "$TMP"/*.log; do
-      [ -f "$f" ] && { printf -- '--- %s (last 30 lines)\n' "$f" >&2; tail -n 30 "$f" >&2; }
-    done
-  else
-    rm -rf "$TMP"
-  fi
-  return "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# start_listener VAR NAME CMD...: runs CMD in the background (stdout NAME.out, stderr
-# NAME.log), waits for its "listening on ADDR" line and stores ADDR in VAR. (Not through $(...):
-# the pid must reach the cleanup list of this shell.)
-start_listener() {
-  local var=$1 name=$2; shift 2
-  "$@" >"$TMP/$name.out" 2>"$TMP/$name.log" </dev/null &
-  pids+=($!)
-  await_listening "$var" "$name" "${pids[-1]}"
-}
+# shellcheck disable=SC2317  # called by e2e_cleanup
+e2e_teardown() { "$HARNESS_DIR/ganesha.sh" stop "$GDIR" 2>/dev/null; }
 
 step() { printf '\n== %s\n' "$*"; }
 

@@ -54,43 +54,12 @@ DOWN_FOR=${DOWN_FOR:-1}
 export NFS_OPTS=${NFS_OPTS:-hard,timeo=20,retrans=5}
 
 t0=$(now)
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/efs-kfaults.XXXXXX")
+e2e_workdir efs-kfaults
 GDIR=$TMP/ganesha
 SERIAL=$TMP/serial.log
-pids=()
-target='' proxy='' proxy_pid='' guest_pid=''  # set below
-# shellcheck disable=SC2317  # called through the trap
-cleanup() {
-  local rc=$?
-  [ -z "$guest_pid" ] || kill -TERM "$guest_pid" 2>/dev/null || true
-  [ -z "$proxy_pid" ] || pids+=("$proxy_pid")
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  [ -z "$guest_pid" ] || wait "$guest_pid" 2>/dev/null || true
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  "$HARNESS_DIR/ganesha.sh" stop "$GDIR" 2>/dev/null || true
-  if [ "$rc" -ne 0 ]; then
-    log "FAILED; logs kept in $TMP:"
-    for f in "$TMP"/*.log "$TMP/guest.out"; do
-      [ -f "$f" ] && { printf -- '--- %s (last 30 lines)\n' "$f" >&2; tail -n 30 "$f" >&2; }
-    done
-  else
-    rm -rf "$TMP"
-  fi
-  return "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# start_listener VAR NAME CMD...: runs CMD in the background (stdout NAME.out, stderr
-# NAME.log), waits for its "listening on ADDR" line and stores ADDR in VAR; the pid is in
-# $last_pid.
-last_pid=''
-start_listener() {
-  local var=$1 name=$2; shift 2
-  "$@" >"$TMP/$name.out" 2>"$TMP/$name.log" </dev/null &
-  last_pid=$!
-  await_listening "$var" "$name" "$last_pid"
-}
+target='' proxy='' proxy_pid=''  # set below
+# shellcheck disable=SC2317  # called by e2e_cleanup
+e2e_teardown() { "$HARNESS_DIR/ganesha.sh" stop "$GDIR" 2>/dev/null; }
 
 step() { printf '\n== %s\n' "$*"; }
 # wait_serial REGEX SECONDS: wait for a console line matching REGEX; print it.
@@ -132,7 +101,6 @@ echo "ganesha on 127.0.0.1:$gport, export $GDIR/export"
 step "mount target: fake-mount-target (TLS, client certificate required, bind READY, relay to ganesha)"
 start_listener target target "$BIN_DIR/fake-mount-target" --listen 127.0.0.1:0 \
   --pki-dir "$TMP/pki" --server-name "$SERVER_NAME" --bind ready --backend "127.0.0.1:$gport"
-pids+=("$last_pid")
 tport=${target##*:}
 echo "mount target on $target"
 

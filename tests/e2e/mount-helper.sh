@@ -33,28 +33,13 @@ for bin in efs-proxy fake-mount-target; do
 done
 
 t0=$(now)
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/efs-mount-helper.XXXXXX")
+e2e_workdir efs-mount-helper
 GDIR=$TMP/ganesha GDIR_B=$TMP/ganesha-b
-pids=()
-# shellcheck disable=SC2317  # called through the trap
-cleanup() {
-  local rc=$?
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+# shellcheck disable=SC2317  # called by e2e_cleanup
+e2e_teardown() {
   "$HARNESS_DIR/ganesha.sh" stop "$GDIR" 2>/dev/null || true
   "$HARNESS_DIR/ganesha.sh" stop "$GDIR_B" 2>/dev/null || true
-  if [ "$rc" -ne 0 ]; then
-    log "FAILED; logs kept in $TMP:"
-    for f in "$TMP"/*.log; do
-      [ -f "$f" ] && { printf -- '--- %s (last 30 lines)\n' "$f" >&2; tail -n 30 "$f" >&2; }
-    done
-  else
-    rm -rf "$TMP"
-  fi
-  return "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 step() { printf '\n== %s\n' "$*"; }
 
 # Two servers, as two file systems are: with one ganesha behind both mount targets the guest's
@@ -76,18 +61,16 @@ chmod 600 "$TMP/aws/credentials"
 
 step "mount targets A (IAM verified) and B"
 ta='' tb=''
-FAKE_MOUNT_TARGET_IAM_SECRET=$SECRET "$BIN_DIR/fake-mount-target" --listen 127.0.0.1:0 \
+ta='' tb=''  # set by start_listener
+# (The secret reaches the mount target through its environment, never its command line.)
+FAKE_MOUNT_TARGET_IAM_SECRET=$SECRET start_listener ta target-a \
+  "$BIN_DIR/fake-mount-target" --listen 127.0.0.1:0 \
   --pki-dir "$TMP/pki-a" --server-name fs-0123456789abcdef0.s3files.us-east-1.on.aws \
   --iam-fs-id fs-0123456789abcdef0 --iam-service s3files --iam-region us-east-1 \
-  --iam-access-key-id AKIDE2EMOUNT --bind ready --backend "127.0.0.1:$gport" \
-  >"$TMP/target-a.out" 2>"$TMP/target-a.log" </dev/null &
-pids+=($!)
-await_listening ta target-a "${pids[-1]}"
-"$BIN_DIR/fake-mount-target" --listen 127.0.0.1:0 --pki-dir "$TMP/pki-b" \
-  --server-name fs-0123456789abcdef1.s3files.us-east-1.on.aws --bind ready \
-  --backend "127.0.0.1:$gport_b" >"$TMP/target-b.out" 2>"$TMP/target-b.log" </dev/null &
-pids+=($!)
-await_listening tb target-b "${pids[-1]}"
+  --iam-access-key-id AKIDE2EMOUNT --bind ready --backend "127.0.0.1:$gport"
+start_listener tb target-b "$BIN_DIR/fake-mount-target" --listen 127.0.0.1:0 \
+  --pki-dir "$TMP/pki-b" --server-name fs-0123456789abcdef1.s3files.us-east-1.on.aws \
+  --bind ready --backend "127.0.0.1:$gport_b"
 echo "A on $ta, B on $tb; the guest dials 10.0.2.2:${ta##*:} and 10.0.2.2:${tb##*:}"
 
 # The guest gets the binary without its debug information (200 MB -> tens of MB of initramfs).

@@ -4,7 +4,7 @@
 #   . "$(dirname "$0")/lib.sh"
 #
 # Provides: log, die, need_root, need_cmd, port_listening, wait_port, await_listening,
-# free_port, now, elapsed,
+# free_port, now, elapsed, e2e_workdir (with its cleanup), start_listener,
 # and the defaults HARNESS_DIR and KVMNFS_WORK.
 
 # Directory holding the harness scripts (absolute).
@@ -85,4 +85,53 @@ now() { echo "${EPOCHREALTIME/,/.}"; }
 elapsed() {
   local t1=${2:-$(now)}
   awk -v a="$1" -v b="$t1" 'BEGIN { printf "%.1f", b - a }'
+}
+
+# e2e_workdir NAME: an end-to-end test's working directory and its cleanup, the same for
+# every e2e script. Makes $TMP (NAME.XXXXXX under $TMPDIR), empties $pids, $guest_pid and
+# $last_pid, and traps EXIT. The cleanup stops the guest first ($guest_pid: its NFS client
+# must not outlive its server), then every process in $pids (TERM, then reaped), then runs
+# the script's own `e2e_teardown` if it defines one (ganesha, network namespaces). On
+# failure it prints the last $E2E_TAIL (30) lines of each $TMP/*.log and *.out and keeps
+# $TMP; on success it removes $TMP.
+e2e_workdir() {
+  TMP=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")
+  pids=()
+  guest_pid='' last_pid=''
+  trap e2e_cleanup EXIT
+  trap 'exit 130' INT TERM
+}
+
+# shellcheck disable=SC2317  # called through the trap
+e2e_cleanup() {
+  local rc=$? pid f lines=${E2E_TAIL:-30}
+  if [ -n "${guest_pid:-}" ]; then
+    kill -TERM "$guest_pid" 2>/dev/null || true
+    wait "$guest_pid" 2>/dev/null || true
+  fi
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if declare -F e2e_teardown >/dev/null; then e2e_teardown || true; fi
+  if [ "$rc" -ne 0 ]; then
+    log "FAILED; logs kept in $TMP:"
+    for f in "$TMP"/*.log "$TMP"/*.out; do
+      [ -f "$f" ] && { printf -- '--- %s (last %s lines)\n' "$f" "$lines" >&2; tail -n "$lines" "$f" >&2; }
+    done
+  else
+    rm -rf "$TMP"
+  fi
+  return "$rc"
+}
+
+# start_listener VAR NAME CMD...: runs CMD in the background (stdout $TMP/NAME.out, stderr
+# $TMP/NAME.log), adds its pid to $pids (and sets $last_pid), waits for its "listening on
+# ADDR" line and stores ADDR in VAR. (Not through $(...): the pid must reach this shell's
+# cleanup list. `ip netns exec NS CMD` as CMD works: it execs CMD, so the pid is CMD's.)
+start_listener() {
+  local var=$1 name=$2
+  shift 2
+  "$@" >"$TMP/$name.out" 2>"$TMP/$name.log" </dev/null &
+  last_pid=$!
+  pids+=("$last_pid")
+  await_listening "$var" "$name" "$last_pid"
 }
