@@ -7,7 +7,8 @@
 #   4. container: hadolint, docker-mount.sh against a stub docker and against macOS / Docker
 #      Desktop stand-ins; litmus (all five groups) against the WebDAV server; then (root) the
 #      image: Debian's podman builds container/Dockerfile and runs it (mount failure
-#      diagnosed, healthcheck, litmus and a Finder-like session on the published port)
+#      diagnosed, healthcheck, litmus and a Finder-like session on the published port); the
+#      Debian package built with cargo-deb, installed, used and removed in a clean Debian 12
 #   5. end to end with real peers: the Linux kernel NFSv4.2 client in QEMU → efs-proxy →
 #      fake mount target → nfs-ganesha (native, IAM, drop-in, forced scale-up); the mount
 #      helper itself in the guest (mount -t s3files, fstab); the
@@ -20,7 +21,7 @@
 #   bash tests/run-all.sh    (as root: installs the Debian packages it needs, runs ganesha and QEMU)
 #
 # env: SKIP_E2E=1 skips steps 5 and 6 (for machines without root/QEMU); SKIP_INFRA=1 skips step 2;
-#      SKIP_IMAGE=1 skips the image build of step 4. The last line names whatever was skipped.
+#      SKIP_IMAGE=1 skips the image build and the package of step 4. The last line names whatever was skipped.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -67,8 +68,10 @@ bash tests/e2e/container-litmus.sh
 if [ "${SKIP_IMAGE:-0}" != 1 ] && [ "$(id -u)" = 0 ]; then
   section "container image: podman builds container/Dockerfile and runs it (mount failure, litmus, Finder, stop)"
   bash tests/e2e/container-image.sh
+  section "the Debian package: built with cargo-deb, installed, used and removed in a clean Debian 12 (podman)"
+  bash tests/e2e/deb-install.sh
 else
-  skip "container image build and run (SKIP_IMAGE=1 or not root)"
+  skip "container image build and run, the Debian package (SKIP_IMAGE=1 or not root)"
 fi
 
 if [ "${SKIP_E2E:-0}" != 1 ]; then

@@ -64,6 +64,9 @@ enum Command {
     Mounts(cli::mount_admin::MountsArgs),
     /// Install this binary as mount(8)'s helper for -t s3files (and -t efs with --as).
     InstallMountHelper(cli::mount_admin::InstallArgs),
+    /// Write the man pages and shell completions (a packaging step).
+    #[command(hide = true)]
+    GenerateAssets(cli::assets::AssetsArgs),
     #[command(hide = true)]
     MountSupervisor(DaemonArgs),
     #[command(hide = true)]
@@ -104,6 +107,10 @@ fn main() -> ExitCode {
         Command::Umount(args) => return cli::mount_admin::umount_main(&args),
         Command::Mounts(args) => return cli::mount_admin::mounts_main(&args),
         Command::InstallMountHelper(args) => return cli::mount_admin::install_main(&args),
+        Command::GenerateAssets(args) => {
+            use clap::CommandFactory;
+            return exit_with(cli::assets::generate(&args, Cli::command()));
+        }
         Command::MountSupervisor(d) => {
             return exit_with(cli::mount_daemon::supervisor_main(&d.dir, d.parent));
         }

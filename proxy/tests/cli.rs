@@ -114,3 +114,52 @@ fn refused_command_lines_name_what_is_wrong() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+/// `generate-assets` (the packaging step) writes a man page per visible subcommand and the
+/// bash, zsh and fish completions, each about `efs-proxy` and its subcommands.
+#[test]
+fn generate_assets_writes_man_pages_and_completions() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("assets");
+    let (code, stdout, stderr) = efs_proxy(&["generate-assets", "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "stderr: {stderr}");
+    for sub in ["run", "cert", "check", "mount", "umount", "mounts"] {
+        let page = out.join(format!("man/efs-proxy-{sub}.1"));
+        let text = std::fs::read_to_string(&page).unwrap_or_else(|e| panic!("{page:?}: {e}"));
+        assert!(text.contains(".TH "), "{page:?}: {text}");
+        assert!(
+            text.contains(&format!("efs\\-proxy\\-{sub}")),
+            "{page:?}: {text}"
+        );
+    }
+    let main = std::fs::read_to_string(out.join("man/efs-proxy.1")).unwrap();
+    assert!(main.contains(".TH efs-proxy 1"), "{main}");
+    assert!(
+        !out.join("man/efs-proxy-mount-proxy.1").exists(),
+        "a hidden subcommand got a man page"
+    );
+    for file in ["efs-proxy.bash", "_efs-proxy", "efs-proxy.fish"] {
+        let text = std::fs::read_to_string(out.join("completions").join(file)).unwrap();
+        assert!(
+            text.contains("efs-proxy") && text.contains("install-mount-helper"),
+            "{file}: {text}"
+        );
+        assert!(stdout.contains(file), "not listed: {file}\n{stdout}");
+    }
+}
+
+/// An `--out` that cannot be a directory gets one error naming it, not a panic.
+#[test]
+fn generate_assets_names_an_unusable_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let out = file.join("assets");
+    let (code, _, stderr) = efs_proxy(&["generate-assets", "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 1, "stderr: {stderr}");
+    assert!(
+        stderr.starts_with("error: cannot create ") && stderr.contains("a-file"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -34,6 +34,7 @@ pkgs=(
   iptables debootstrap binutils dash           #   would pick crun, which fails on this host)
   cmake golang-go                              # efs-proxy --features fips (aws-lc-fips-sys)
   xz-utils gzip util-linux                     # build-guest.sh: vmlinux extraction, flock
+  dpkg-dev                                     # packaging/build-deb.sh: dpkg-shlibdeps
   ${EXTRA_PKGS:-}
 )
 

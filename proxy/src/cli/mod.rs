@@ -1,5 +1,6 @@
 //! Subcommands of the `efs-proxy` binary.
 
+pub(crate) mod assets;
 pub(crate) mod cert;
 pub(crate) mod check;
 pub(crate) mod dropin;
