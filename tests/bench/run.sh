@@ -14,6 +14,7 @@
 # loopback only, its own rpcbind (ganesha 4.3 will not start NFSv3 without one) and ganesha.
 # Without those, the libnfs pattern is left out and the run says why.
 # Figures are ratios from one run on one machine: read the ratios, not the absolute figures.
+# The Linux kernel client (in a QEMU guest) through the same forwarders: tests/bench/kernel.sh.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
