@@ -46,11 +46,13 @@ pub const PARTITION_ID_LEN: usize = 64;
 /// counter; a decoder must still accept any lengths up to the maxima.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxyIdentifier {
-    /// Names the proxy process (up to [`IDENTIFIER_LEN`] bytes); the server keeps one
-    /// process's connections in the same partition.
+    /// Names the proxy process: a version-4 UUID chosen once per process (up to
+    /// [`IDENTIFIER_LEN`] bytes on the wire).
     pub identifier: Vec<u8>,
-    /// Distinguishes successive sessions of the same process (up to [`INCARNATION_LEN`]
-    /// bytes; see [`ProxyIdentifier::incarnation_number`]).
+    /// Names the client connection: a counter the proxy advances per client connection;
+    /// every server connection of that client connection (scale-up ones included) binds with
+    /// the same value (up to [`INCARNATION_LEN`] bytes; see
+    /// [`ProxyIdentifier::incarnation_number`]).
     pub incarnation: Vec<u8>,
 }
 
