@@ -50,7 +50,12 @@ pub enum Auth {
     None,
     /// A certificate and private key from PEM files (efs-utils' files, or `efs-proxy cert`).
     /// Loaded once at start.
-    CertificateFiles { cert: PathBuf, key: PathBuf },
+    CertificateFiles {
+        /// PEM file of the certificate chain, leaf first.
+        cert: PathBuf,
+        /// PEM file of the leaf's private key (PKCS#8, PKCS#1 or SEC1).
+        key: PathBuf,
+    },
     /// The proxy makes its own certificate with the IAM signature and keeps it fresh.
     Iam(IamAuth),
 }

@@ -45,7 +45,9 @@ pub enum ConnectError {
          {{az_id}}.{{fs_id}}.s3files.{{region}}.on.aws, or the NLB's DNS name) and the resolver"
     )]
     Resolve {
+        /// The mount target (or NLB) as `host:port`, as configured.
         target: String,
+        /// The resolver's error.
         #[source]
         source: io::Error,
     },
@@ -54,22 +56,40 @@ pub enum ConnectError {
         "dns: resolving {target} took longer than {timeout:?}: check the resolver \
          (/etc/resolv.conf nameservers reachable?) or give --target as an IP address"
     )]
-    ResolveTimeout { target: String, timeout: Duration },
+    ResolveTimeout {
+        /// The mount target (or NLB) as `host:port`, as configured.
+        target: String,
+        /// How long the resolver was given.
+        timeout: Duration,
+    },
     /// The host name resolved, to no address.
     #[error("dns: {target} resolved to no addresses; check the target host name")]
-    NoAddresses { target: String },
+    NoAddresses {
+        /// The mount target (or NLB) as `host:port`, as configured.
+        target: String,
+    },
     /// Every address refused or failed the TCP connection; `attempts` lists each one's error.
     #[error(
         "tcp: connect to {target} failed ({attempts}): check that the mount target or NLB is \
          reachable and that its security group allows TCP 2049 from this host"
     )]
-    Tcp { target: String, attempts: String },
+    Tcp {
+        /// The mount target (or NLB) as `host:port`, as configured.
+        target: String,
+        /// Each address tried and its connect error, in one line.
+        attempts: String,
+    },
     /// No address answered the TCP connection in time.
     #[error(
         "tcp: connect to {target} timed out after {timeout:?}: the address does not answer \
          (firewall, security group or network ACL dropping TCP 2049?)"
     )]
-    TcpTimeout { target: String, timeout: Duration },
+    TcpTimeout {
+        /// The mount target (or NLB) as `host:port`, as configured.
+        target: String,
+        /// The connect timeout that ran out.
+        timeout: Duration,
+    },
     /// The TLS handshake failed; `source` is the I/O error carrying rustls' error, and the
     /// message quotes it with the server's text escaped.
     #[error(
@@ -77,10 +97,14 @@ pub enum ConnectError {
         failure_text(.source)
     )]
     Tls {
+        /// The name the server certificate was checked against (SNI and verification).
         server_name: String,
+        /// The address the TCP connection reached.
         addr: SocketAddr,
+        /// The handshake's I/O error, wrapping rustls' error when TLS itself failed.
         #[source]
         source: io::Error,
+        /// The operator's next step, chosen from the kind of failure.
         hint: &'static str,
     },
     /// The TLS handshake did not finish in time.
@@ -89,8 +113,11 @@ pub enum ConnectError {
          a TLS endpoint (EFS/S3 Files port 2049 through the NLB)?"
     )]
     TlsTimeout {
+        /// The name the server certificate was to be checked against.
         server_name: String,
+        /// The address the TCP connection reached.
         addr: SocketAddr,
+        /// The handshake time limit that ran out.
         timeout: Duration,
     },
     /// The connection opened, but the AWSFILE bind failed.
@@ -122,7 +149,12 @@ pub enum BindError {
     Rpc(#[from] ReplyError),
     /// The server answered another call than the bind.
     #[error("the reply's xid {got:#010x} does not match the call's {sent:#010x}")]
-    XidMismatch { sent: u32, got: u32 },
+    XidMismatch {
+        /// The xid of the bind call.
+        sent: u32,
+        /// The xid of the reply received.
+        got: u32,
+    },
     /// The reply's record marking is broken, or the connection failed mid-record.
     #[error("the reply is not a valid RPC record: {0}")]
     Record(#[from] RecordError),
@@ -139,8 +171,10 @@ pub enum BindError {
     /// quotes `source` with the server's text escaped.
     #[error("{}; {hint}", failure_text(.source))]
     Io {
+        /// The read or write error, wrapping rustls' error for a TLS failure.
         #[source]
         source: io::Error,
+        /// The operator's next step, chosen from the kind of failure.
         hint: &'static str,
         /// The failure is a TLS error (such as the server's alert refusing our certificate),
         /// not a broken connection.
@@ -274,7 +308,9 @@ pub enum StartError {
          --listen, or `accept` in a drop-in config; port 0 picks a free one)"
     )]
     Listen {
+        /// The address the listener was to bind.
         addr: SocketAddr,
+        /// The bind error (typically `AddrInUse` or `PermissionDenied`).
         #[source]
         source: io::Error,
     },
@@ -285,7 +321,10 @@ pub enum StartError {
          ::1, or pass --allow-remote (ProxyBuilder::allow_remote) if the network in front of it \
          is trusted"
     )]
-    RemoteListen { addr: SocketAddr },
+    RemoteListen {
+        /// The non-loopback address asked for.
+        addr: SocketAddr,
+    },
     /// The TLS settings (CA file, certificate, key, server name) are unusable.
     #[error(transparent)]
     Tls(#[from] crate::upstream::tls::TlsSetupError),

@@ -41,6 +41,8 @@
 //! the fuzz targets reach what they need through one hidden `internal` module, which is not
 //! part of the stable API.
 
+#![warn(missing_docs)]
+
 mod builder;
 #[cfg(feature = "cli")]
 mod check;

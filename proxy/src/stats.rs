@@ -13,9 +13,14 @@ pub(crate) enum Direction {
 /// Counters shared by every connection of one proxy.
 #[derive(Debug, Default)]
 pub struct Stats {
+    /// Client connections accepted, including port probes that never send a record.
     pub connections_accepted: AtomicU64,
+    /// Client connections currently forwarding to the mount target.
     pub connections_active: AtomicU64,
+    /// Client connections dropped because the mount target could not be reached or bound
+    /// (DNS, TCP, TLS or bind failed); the NFS client retries.
     pub connect_failures: AtomicU64,
+    /// `bind_client_to_partition` calls answered with a decoded reply, whatever it said.
     pub binds: AtomicU64,
     /// Binds answered with an RPC refusal (a server without AWSFILE): forwarded without bind.
     pub bind_refusals: AtomicU64,
@@ -25,9 +30,13 @@ pub struct Stats {
     pub scale_up_attempts: AtomicU64,
     /// Client connections closed because the server stopped answering.
     pub server_timeouts: AtomicU64,
+    /// RPC records forwarded from clients to the server.
     pub records_to_server: AtomicU64,
+    /// RPC records forwarded from the server to clients.
     pub records_to_client: AtomicU64,
+    /// Bytes of those records to the server, record marks included.
     pub bytes_to_server: AtomicU64,
+    /// Bytes of those records to clients, record marks included.
     pub bytes_to_client: AtomicU64,
     /// Expiry of the client certificate in use, in seconds since the Unix epoch (0: none).
     certificate_expiry: AtomicU64,
@@ -39,17 +48,29 @@ pub struct Stats {
 /// A point-in-time copy of [`Stats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StatsSnapshot {
+    /// See [`Stats::connections_accepted`].
     pub connections_accepted: u64,
+    /// See [`Stats::connections_active`].
     pub connections_active: u64,
+    /// See [`Stats::connect_failures`].
     pub connect_failures: u64,
+    /// See [`Stats::binds`].
     pub binds: u64,
+    /// See [`Stats::bind_refusals`].
     pub bind_refusals: u64,
+    /// See [`Stats::ready_binds`].
     pub ready_binds: u64,
+    /// See [`Stats::scale_up_attempts`].
     pub scale_up_attempts: u64,
+    /// See [`Stats::server_timeouts`].
     pub server_timeouts: u64,
+    /// See [`Stats::records_to_server`].
     pub records_to_server: u64,
+    /// See [`Stats::records_to_client`].
     pub records_to_client: u64,
+    /// See [`Stats::bytes_to_server`].
     pub bytes_to_server: u64,
+    /// See [`Stats::bytes_to_client`].
     pub bytes_to_client: u64,
     /// When the client certificate new connections present expires.
     pub certificate_expiry: Option<SystemTime>,
@@ -89,6 +110,8 @@ impl Stats {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Reads every counter. Each is read on its own, so a snapshot taken while traffic flows
+    /// may pair, say, a record count with a byte count from a moment later.
     pub fn snapshot(&self) -> StatsSnapshot {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         StatsSnapshot {

@@ -46,7 +46,13 @@ pub const PARTITION_ID_LEN: usize = 64;
 /// counter; a decoder must still accept any lengths up to the maxima.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxyIdentifier {
+    /// Names the proxy process: a version-4 UUID chosen once per process (up to
+    /// [`IDENTIFIER_LEN`] bytes on the wire).
     pub identifier: Vec<u8>,
+    /// Names the client connection: a counter the proxy advances per client connection;
+    /// every server connection of that client connection (scale-up ones included) binds with
+    /// the same value (up to [`INCARNATION_LEN`] bytes; see
+    /// [`ProxyIdentifier::incarnation_number`]).
     pub incarnation: Vec<u8>,
 }
 
@@ -110,7 +116,10 @@ impl std::fmt::Display for PartitionId {
 /// `ScaleUpConfig`: when and how far a proxy may open more connections to the partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ScaleUpConfig {
+    /// How many server connections one client connection may be spread over.
     pub max_multiplexed_connections: i32,
+    /// Traffic (bytes per second, both directions) above which the proxy opens more
+    /// connections, up to `max_multiplexed_connections`.
     pub scale_up_bytes_per_sec_threshold: i32,
     /// Sent by the server, unused by efs-proxy 3.2.0.
     pub scale_up_threshold_breached_duration_sec: i32,
@@ -225,7 +234,9 @@ impl Unpack<&[u8]> for BindResponse {
 /// `BindClientResponse { BindResponse bind_response; ScaleUpConfig scale_up_config; }`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BindClientResponse {
+    /// Whether the connection is bound, and to which partition.
     pub bind_response: BindResponse,
+    /// The server's limits for spreading traffic over more connections.
     pub scale_up_config: ScaleUpConfig,
 }
 
@@ -279,16 +290,22 @@ pub fn parse_bind_call(message: &[u8]) -> Result<(u32, ProxyIdentifier), BindCal
 /// Why a message is not a `bind_client_to_partition` call.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BindCallError {
+    /// The RPC header or the `ProxyIdentifier` arguments do not decode.
     #[error("malformed bind call: {0}")]
     Malformed(#[from] XdrError),
+    /// The message is a reply, not a call.
     #[error("expected an RPC call, got a reply")]
     NotACall,
+    /// A call, but to another program, version or procedure.
     #[error(
         "expected AWSFILE bind_client_to_partition, got program {program} version {version} procedure {procedure}"
     )]
     OtherProcedure {
+        /// The called program number.
         program: u32,
+        /// The called program version.
         version: u32,
+        /// The called procedure number.
         procedure: u32,
     },
 }
@@ -305,7 +322,9 @@ pub fn bind_reply(xid: u32, response: &BindClientResponse) -> Result<Vec<u8>, Xd
 /// A decoded reply to a bind call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BindReply {
+    /// The reply's transaction id; equals the call's.
     pub xid: u32,
+    /// The decoded procedure result.
     pub response: BindClientResponse,
     /// Bytes of the record after the `BindClientResponse`, ignored (as efs-proxy does, so a
     /// future extension of the reply does not turn every bind into a refusal).

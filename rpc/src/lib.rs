@@ -18,6 +18,8 @@
 //! Every decoder takes untrusted bytes: errors are values, never panics, and no allocation is
 //! larger than the data present or the configured limit.
 
+#![warn(missing_docs)]
+
 pub mod awsfile;
 pub mod message;
 pub mod nfs4;

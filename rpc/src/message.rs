@@ -50,7 +50,10 @@ impl AuthFlavor {
 /// `opaque_auth`: a flavour and up to 400 bytes of flavour-specific body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpaqueAuth {
+    /// Which authentication scheme `body` belongs to.
     pub flavor: AuthFlavor,
+    /// The flavour's XDR-encoded parameters (empty for `AUTH_NONE`), at most
+    /// [`MAX_AUTH_BYTES`].
     pub body: Vec<u8>,
 }
 
@@ -87,10 +90,15 @@ impl Unpack<&[u8]> for OpaqueAuth {
 /// `authsys_parms`: the body of an `AUTH_SYS` credential.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthSys {
+    /// An arbitrary id the client chooses; servers do not interpret it.
     pub stamp: u32,
+    /// The caller's host name, at most [`MAX_MACHINE_NAME`] bytes.
     pub machine_name: String,
+    /// The caller's effective user id.
     pub uid: u32,
+    /// The caller's effective group id.
     pub gid: u32,
+    /// Supplementary group ids, at most [`MAX_AUTH_SYS_GIDS`].
     pub gids: Vec<u32>,
 }
 
@@ -144,11 +152,17 @@ impl Unpack<&[u8]> for AuthSys {
 /// `call_body`, without the procedure arguments that follow it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallHeader {
+    /// `rpcvers`: the RPC protocol version, [`RPC_VERSION`] (2) in any call a server accepts.
     pub rpc_version: u32,
+    /// `prog`: the remote program number (100003 for NFS, 400123 for AWSFILE).
     pub program: u32,
+    /// `vers`: the version of that program.
     pub version: u32,
+    /// `proc`: the procedure within the program version (0 is NULL by convention).
     pub procedure: u32,
+    /// `cred`: who the caller claims to be.
     pub credential: OpaqueAuth,
+    /// `verf`: proof of the credential for flavours that have one (`AUTH_NONE` otherwise).
     pub verifier: OpaqueAuth,
 }
 
@@ -174,7 +188,12 @@ pub enum AcceptStat {
     /// The program is not served here.
     ProgUnavail,
     /// The program is served, but not this version.
-    ProgMismatch { low: u32, high: u32 },
+    ProgMismatch {
+        /// The lowest version of the program the server supports.
+        low: u32,
+        /// The highest version of the program the server supports.
+        high: u32,
+    },
     /// The procedure does not exist in this program version.
     ProcUnavail,
     /// The server could not decode the arguments.
@@ -200,21 +219,38 @@ impl AcceptStat {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AuthStat(pub u32);
 
+/// The values RFC 5531 §9 (and RFC 2203 for RPCSEC_GSS) defines. The set is open, so a value
+/// not listed here is still carried as is.
 impl AuthStat {
+    /// `AUTH_OK`: success (not sent in an `AUTH_ERROR` reply).
     pub const OK: AuthStat = AuthStat(0);
+    /// `AUTH_BADCRED`: the credential is malformed (bad seal).
     pub const BADCRED: AuthStat = AuthStat(1);
+    /// `AUTH_REJECTEDCRED`: the client must begin a new session.
     pub const REJECTEDCRED: AuthStat = AuthStat(2);
+    /// `AUTH_BADVERF`: the verifier is malformed (bad seal).
     pub const BADVERF: AuthStat = AuthStat(3);
+    /// `AUTH_REJECTEDVERF`: the verifier expired or was replayed.
     pub const REJECTEDVERF: AuthStat = AuthStat(4);
+    /// `AUTH_TOOWEAK`: the server requires a stronger flavour (e.g. refuses `AUTH_NONE`).
     pub const TOOWEAK: AuthStat = AuthStat(5);
+    /// `AUTH_INVALIDRESP`: the response verifier is bogus.
     pub const INVALIDRESP: AuthStat = AuthStat(6);
+    /// `AUTH_FAILED`: failed for a reason the server does not name.
     pub const FAILED: AuthStat = AuthStat(7);
+    /// `AUTH_KERB_GENERIC`: Kerberos generic error.
     pub const KERB_GENERIC: AuthStat = AuthStat(8);
+    /// `AUTH_TIMEEXPIRE`: the Kerberos credential's time expired.
     pub const TIMEEXPIRE: AuthStat = AuthStat(9);
+    /// `AUTH_TKT_FILE`: a problem with the Kerberos ticket file.
     pub const TKT_FILE: AuthStat = AuthStat(10);
+    /// `AUTH_DECODE`: the server could not decode the authenticator.
     pub const DECODE: AuthStat = AuthStat(11);
+    /// `AUTH_NET_ADDR`: the ticket's network address is wrong.
     pub const NET_ADDR: AuthStat = AuthStat(12);
+    /// `RPCSEC_GSS_CREDPROBLEM`: no credentials for the user (RFC 2203).
     pub const RPCSEC_GSS_CREDPROBLEM: AuthStat = AuthStat(13);
+    /// `RPCSEC_GSS_CTXPROBLEM`: the GSS context is unknown or expired (RFC 2203).
     pub const RPCSEC_GSS_CTXPROBLEM: AuthStat = AuthStat(14);
 }
 
@@ -223,11 +259,18 @@ impl AuthStat {
 pub enum ReplyHeader {
     /// `MSG_ACCEPTED`: the server accepted the credentials; `stat` says what happened.
     Accepted {
+        /// The server's verifier, authenticating the reply (`AUTH_NONE` for AUTH_SYS calls).
         verifier: OpaqueAuth,
+        /// Whether the procedure ran; results follow only on [`AcceptStat::Success`].
         stat: AcceptStat,
     },
     /// `MSG_DENIED` with `RPC_MISMATCH`: the server does not speak RPC version 2.
-    RpcMismatch { low: u32, high: u32 },
+    RpcMismatch {
+        /// The lowest RPC protocol version the server supports.
+        low: u32,
+        /// The highest RPC protocol version the server supports.
+        high: u32,
+    },
     /// `MSG_DENIED` with `AUTH_ERROR`.
     AuthError(AuthStat),
 }
@@ -245,14 +288,19 @@ impl ReplyHeader {
 /// The body of an RPC message: a call or a reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MessageBody {
+    /// `CALL`: a request to run a procedure.
     Call(CallHeader),
+    /// `REPLY`: the answer to the call with the same xid.
     Reply(ReplyHeader),
 }
 
 /// An RPC message header: transaction id and call or reply header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RpcMessage {
+    /// Transaction id: chosen by the caller, echoed in the reply so it can be matched to
+    /// its call (replies on one connection may come out of order).
     pub xid: u32,
+    /// The call or reply header after the xid.
     pub body: MessageBody,
 }
 
@@ -398,7 +446,9 @@ impl Unpack<&[u8]> for RpcMessage {
 /// `msg_type`: a call or a reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MessageType {
+    /// `CALL` (0).
     Call,
+    /// `REPLY` (1).
     Reply,
 }
 
@@ -406,7 +456,9 @@ pub enum MessageType {
 /// matches replies to calls by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeaderPeek {
+    /// The transaction id (first word).
     pub xid: u32,
+    /// Call or reply (second word).
     pub kind: MessageType,
 }
 
@@ -440,22 +492,41 @@ pub fn looks_like_reply(message: &[u8]) -> bool {
 /// Why a reply carries no results: the server refused the call, or the bytes are no reply.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReplyError {
+    /// The bytes do not decode as an RPC reply header.
     #[error("malformed RPC reply: {0}")]
     Malformed(#[from] XdrError),
+    /// The message is a call, not a reply.
     #[error("expected an RPC reply, got a call")]
     NotAReply,
+    /// Accepted, `PROG_UNAVAIL`: the server does not serve the program.
     #[error("program unavailable (PROG_UNAVAIL)")]
     ProgUnavail,
+    /// Accepted, `PROG_MISMATCH`: the server serves the program, but not the version called.
     #[error("program version mismatch (PROG_MISMATCH, server supports {low}..={high})")]
-    ProgMismatch { low: u32, high: u32 },
+    ProgMismatch {
+        /// The lowest program version the server supports.
+        low: u32,
+        /// The highest program version the server supports.
+        high: u32,
+    },
+    /// Accepted, `PROC_UNAVAIL`: no such procedure in this program version.
     #[error("procedure unavailable (PROC_UNAVAIL)")]
     ProcUnavail,
+    /// Accepted, `GARBAGE_ARGS`: the server could not decode the arguments.
     #[error("server could not decode the arguments (GARBAGE_ARGS)")]
     GarbageArgs,
+    /// Accepted, `SYSTEM_ERR`: the server failed for its own reasons.
     #[error("server system error (SYSTEM_ERR)")]
     SystemErr,
+    /// Denied, `RPC_MISMATCH`: the server does not speak RPC version 2.
     #[error("RPC version mismatch (RPC_MISMATCH, server supports {low}..={high})")]
-    RpcMismatch { low: u32, high: u32 },
+    RpcMismatch {
+        /// The lowest RPC protocol version the server supports.
+        low: u32,
+        /// The highest RPC protocol version the server supports.
+        high: u32,
+    },
+    /// Denied, `AUTH_ERROR`: the server rejected the credential or verifier.
     #[error("authentication error (AUTH_ERROR, auth_stat {})", .0.0)]
     AuthError(AuthStat),
 }

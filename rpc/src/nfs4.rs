@@ -30,6 +30,8 @@ const MAX_AUTH_BYTES: usize = 400;
 /// The head of an NFSv4 COMPOUND call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CompoundHead {
+    /// `minorversion` of the COMPOUND arguments: 0 for NFSv4.0 (RFC 7530), 1 for 4.1
+    /// (RFC 8881), 2 for 4.2 (RFC 7862).
     pub minor_version: u32,
     /// The first operation's number; `None` for an empty COMPOUND.
     pub first_op: Option<u32>,

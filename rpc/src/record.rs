@@ -33,7 +33,9 @@ pub const DEFAULT_MAX_RECORD_SIZE: usize = 1024 * 1024 + 4 * 1024;
 /// A record mark: the length of the fragment that follows and whether it ends the record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordMark {
+    /// Length in bytes of the fragment after the mark (the low 31 bits).
     pub len: usize,
+    /// Whether this fragment ends the record (the top bit).
     pub last: bool,
 }
 
@@ -58,13 +60,27 @@ pub enum RecordError {
     ZeroSizeFragment,
     /// A fragment is longer than the maximum record size.
     #[error("fragment of {size} bytes exceeds the maximum record size of {max} bytes")]
-    FragmentTooLarge { size: usize, max: usize },
+    FragmentTooLarge {
+        /// The fragment's length, as its record mark announces it.
+        size: usize,
+        /// The limit it exceeds: the maximum record size (or, framing a message, the 31 bits
+        /// of a record mark).
+        max: usize,
+    },
     /// The fragments of one record add up to more than the maximum record size.
     #[error("record of at least {size} bytes exceeds the maximum record size of {max} bytes")]
-    RecordTooLarge { size: usize, max: usize },
+    RecordTooLarge {
+        /// The record's message bytes so far, including the fragment that crossed the limit.
+        size: usize,
+        /// The configured maximum record size.
+        max: usize,
+    },
     /// The stream ended in the middle of a record.
     #[error("stream ended inside a record ({buffered} bytes of an incomplete record buffered)")]
-    Truncated { buffered: usize },
+    Truncated {
+        /// Bytes of the incomplete record (marks included) read before the end.
+        buffered: usize,
+    },
     /// The underlying stream failed.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),

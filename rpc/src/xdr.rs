@@ -28,7 +28,12 @@ pub enum XdrError {
     TooLong(usize),
     /// A discriminant (enum or union arm) has a value the protocol does not define.
     #[error("XDR {what} has undefined value {value}")]
-    BadDiscriminant { what: &'static str, value: i64 },
+    BadDiscriminant {
+        /// What kind of discriminant: `"enum"` or `"union arm"`.
+        what: &'static str,
+        /// The value read.
+        value: i64,
+    },
     /// Bytes were left over after the value.
     #[error("{0} trailing bytes after the XDR value")]
     Trailing(usize),

@@ -122,11 +122,14 @@ impl Drop for PendingPut {
 /// an atomic PUT, parks its [`PendingPut`] for the server to commit.
 #[derive(Debug)]
 pub struct SyncedFile {
+    /// The file as dav-server's `LocalFs` opened it (the temporary file for an atomic PUT).
     pub inner: Box<dyn DavFile>,
     /// A second descriptor, opened with the file: it sees every write-back error from then on.
     pub sync: Option<Arc<std::fs::File>>,
     /// The request path, for log lines.
     pub path: String,
+    /// For an atomic PUT: the temporary file and its target, parked at `flush`; `None` when
+    /// writing in place (partial updates).
     pub pending: Option<PendingPut>,
 }
 

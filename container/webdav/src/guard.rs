@@ -32,7 +32,10 @@ pub struct HostPolicy {
 /// Why a request is refused: the status and a message naming the fix.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Refusal {
+    /// 400 (no Host), 403 (a foreign Origin) or 421 Misdirected Request (a Host that does
+    /// not name this server).
     pub status: StatusCode,
+    /// The response body: what was refused and which names are accepted.
     pub message: String,
 }
 

@@ -14,6 +14,8 @@
 //!   memory ([`overlay`], [`junk`]) so they never become S3 objects, and dead properties in
 //!   memory ([`props`]).
 
+#![warn(missing_docs)]
+
 pub mod atomic;
 pub mod auth;
 pub mod fs;

@@ -44,8 +44,11 @@ pub const MAX_SIGNATURE_AGE: Duration = Duration::from_secs(86_400);
 /// What the certificate was made for, when `--fs-id` was given.
 #[derive(Debug, Clone)]
 pub struct Expected {
+    /// The file system id the certificate's SigV4 credential scope names (`--fs-id`).
     pub fs_id: String,
+    /// The AWS region of the signature (`--region`).
     pub region: String,
+    /// EFS or S3 Files: the service name in the signature and the mount target's domain.
     pub service: Service,
     /// The certificate was signed here with AWS credentials (not `--cert`, not `--no-iam`).
     pub signed: bool,
@@ -53,14 +56,23 @@ pub struct Expected {
 
 /// Everything the network steps need.
 pub struct Plan {
+    /// Where to connect: the mount target or NLB, as `host:port`.
     pub target: String,
+    /// The name the server certificate must carry (SNI and verification); the mount
+    /// target's name even when `target` is an NLB.
     pub server_name: String,
     /// What the server certificate is verified against (nothing with `--no-verify`).
     pub anchors: TrustAnchors,
+    /// The client certificate and key presented in the handshake (`None`: TLS without one).
     pub identity: Option<ClientIdentity>,
+    /// What the client certificate was made for, to tell a wrong region or file system
+    /// apart from other refusals; `None` without `--fs-id`.
     pub expected: Option<Expected>,
+    /// Limit for DNS, for the TCP connect of one address, and for the TLS handshake.
     pub connect_timeout: Duration,
+    /// Limit for the answer to `bind_client_to_partition` (and to the NFS NULL call).
     pub bind_timeout: Duration,
+    /// Send an NFS NULL call after the bind (`--nfs-null`).
     pub nfs_null: bool,
 }
 

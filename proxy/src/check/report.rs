@@ -68,12 +68,16 @@ impl fmt::Display for StepName {
 /// What a step came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
+    /// The step saw what it needed.
     Pass,
+    /// The step failed; the line says why and what to fix.
     Fail,
+    /// The step did not run (not asked for, or an earlier step failed).
     Skip,
 }
 
 impl Status {
+    /// The mark that starts the text line: `✓`, `✗` or `—`.
     pub fn mark(self) -> &'static str {
         match self {
             Status::Pass => "✓",
@@ -82,6 +86,7 @@ impl Status {
         }
     }
 
+    /// The `"status"` value in `--json`: `pass`, `fail` or `skip`.
     pub fn id(self) -> &'static str {
         match self {
             Status::Pass => "pass",
@@ -134,17 +139,24 @@ impl Problem {
 /// One line of the report.
 #[derive(Debug, Clone)]
 pub struct Step {
+    /// Which step this line reports.
     pub name: StepName,
+    /// What it came to.
     pub status: Status,
+    /// How long it took; `None` for a skipped step.
     pub elapsed: Option<Duration>,
+    /// What the step saw (on failure: what went wrong; when skipped: why).
     pub detail: String,
+    /// What to do about a failure.
     pub fix: Option<String>,
+    /// The known kind of failure, when it is one.
     pub problem: Option<Problem>,
     /// Structured facts for `--json` (addresses, protocol, partition, ...).
     pub data: Value,
 }
 
 impl Step {
+    /// A passed step.
     pub fn pass(name: StepName, elapsed: Duration, detail: impl Into<String>) -> Step {
         Step {
             name,
@@ -157,6 +169,7 @@ impl Step {
         }
     }
 
+    /// A failed step with the fix to suggest.
     pub fn fail(
         name: StepName,
         elapsed: Duration,
@@ -183,6 +196,7 @@ impl Step {
         step
     }
 
+    /// A step that did not run, and why.
     pub fn skip(name: StepName, reason: impl Into<String>) -> Step {
         Step {
             status: Status::Skip,
@@ -191,6 +205,7 @@ impl Step {
         }
     }
 
+    /// The step with structured facts for `--json`.
     pub fn with_data(mut self, data: Value) -> Step {
         self.data = data;
         self
@@ -213,6 +228,7 @@ impl Step {
         line
     }
 
+    /// The step's object in `--json`'s `"steps"` (`ms` rounded to hundredths).
     pub fn to_json(&self) -> Value {
         json!({
             "step": self.name.as_str(),
@@ -261,14 +277,18 @@ pub fn human(d: Duration) -> String {
 /// The steps so far; printed as they come when `live`.
 #[derive(Debug, Default)]
 pub struct Report {
+    /// The steps pushed so far, in order.
     pub steps: Vec<Step>,
+    /// The target checked (`host:port`), once the configuration is settled.
     pub target: Option<String>,
+    /// The server name checked, once the configuration is settled.
     pub server_name: Option<String>,
     /// Print each step's line on stdout when it is pushed.
     pub live: bool,
 }
 
 impl Report {
+    /// An empty report.
     pub fn new(live: bool) -> Report {
         Report {
             live,
@@ -276,6 +296,7 @@ impl Report {
         }
     }
 
+    /// Adds a step (and prints its line when `live`).
     pub fn push(&mut self, step: Step) {
         if self.live {
             use std::io::Write;
@@ -352,6 +373,7 @@ impl Report {
         text
     }
 
+    /// The whole report as `--json` prints it.
     pub fn to_json(&self) -> Value {
         json!({
             "ok": self.ok(),

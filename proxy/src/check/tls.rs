@@ -177,10 +177,13 @@ fn success(
 /// A server certificate, summarized.
 #[derive(Debug, Clone, Default)]
 pub struct ServerCertInfo {
+    /// The subject's distinguished name (RFC 4514 form, control characters escaped).
     pub subject: String,
+    /// The issuer's distinguished name, in the same form.
     pub issuer: String,
     /// DNS names and IP addresses of the subjectAltName extension.
     pub names: Vec<String>,
+    /// The end of the validity period; `None` when out of the representable range.
     pub not_after: Option<SigningTime>,
 }
 

@@ -66,8 +66,11 @@ pub enum ConfigError {
 pub enum LogDestination {
     /// A file, rotated by size.
     File {
+        /// `output`: the log file.
         path: PathBuf,
+        /// `proxy_logging_max_bytes`: the size at which the file is rotated (default 1 MiB).
         max_bytes: u64,
+        /// `proxy_logging_file_count`: rotated files kept (default 10).
         file_count: usize,
     },
     /// Standard output.
@@ -79,21 +82,29 @@ pub enum LogDestination {
 /// The settings efs-proxy reads from its config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DropInConfig {
+    /// `fips`: FIPS 140-3 validated cryptography required (needs a `fips` build).
     pub fips: bool,
+    /// `pid` (or `pid_file_path`): where the proxy writes its process id (efs-utils'
+    /// watchdog reads it).
     pub pid_file: PathBuf,
     /// `proxy_logging_level`, else `debug`, else `warn`.
     pub log_level: String,
+    /// Where log lines go.
     pub log: LogDestination,
     /// `connect`: `host:port` dialled for every server connection.
     pub connect: String,
     /// `accept`: the listen address.
     pub accept: SocketAddr,
+    /// `cert` (or `client_cert_pem_file`): the client certificate PEM for TLS mounts,
+    /// re-read on SIGHUP when efs-utils has renewed it.
     pub cert: Option<PathBuf>,
+    /// `key` (or `client_private_key_pem_file`): the private key of `cert`.
     pub key: Option<PathBuf>,
     /// `checkHost`: SNI and expected name; `None` disables name checks.
     pub check_host: Option<String>,
     /// `CAfile`: `None` disables certificate verification (efs-utils' verify=0).
     pub ca_file: Option<PathBuf>,
+    /// `fs_id`: the file system id, as efs-utils writes it (informational).
     pub fs_id: Option<String>,
     /// `retry_nfs_mount_command_timeout_sec`: the initial connection must finish within this
     /// minus one second.

@@ -63,6 +63,8 @@ impl<S: AsyncRead + AsyncWrite> Leg<S> {
         }
     }
 
+    /// The number given at [`Leg::new`]: names the leg in logs and in the call table that
+    /// routes a client's reply back to the leg that carried the server's callback.
     pub fn id(&self) -> usize {
         self.id
     }

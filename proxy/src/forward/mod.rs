@@ -105,19 +105,26 @@ pub enum LegEvent<S> {
 /// [`LegSource::start`] when throughput crosses the threshold; the returned channel delivers
 /// new legs and ends when the search is over. `None` means "not now" (backing off).
 pub trait LegSource<S>: Send {
+    /// Starts a search for up to `wanted` more legs on the group's partition; `None` when
+    /// backing off.
     fn start(&mut self, wanted: usize) -> Option<mpsc::Receiver<LegEvent<S>>>;
 }
 
 /// When to scale up: above `threshold` bytes per second (both directions), up to `max_legs`.
 #[derive(Debug, Clone, Copy)]
 pub struct ScalePolicy {
+    /// The server's `scale_up_bytes_per_sec_threshold` from the bind reply.
     pub threshold_bytes_per_sec: u64,
+    /// The most server connections per client connection: the server's
+    /// `max_multiplexed_connections`, capped by the proxy.
     pub max_legs: usize,
 }
 
 /// Settings of one forwarding session.
 #[derive(Debug, Clone, Copy)]
 pub struct SessionLimits {
+    /// Largest RPC record accepted from the client (RFC 5531 record marking); a larger one
+    /// ends the session.
     pub max_record_size: usize,
     /// Close the client connection when calls are outstanding and no server record arrives
     /// for this long (`None`: wait forever, as AWS's efs-proxy).

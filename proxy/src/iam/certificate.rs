@@ -59,10 +59,15 @@ impl Default for ClientInfo {
 /// The content of extension 7.2. `Debug` shows the session token's length only.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SigV4Block {
+    /// The AWS access key id whose secret made the signature (`AKIA…`, or `ASIA…` for
+    /// temporary credentials).
     pub access_key_id: String,
     /// The 64 hex characters of the signature.
     pub signature: String,
+    /// The signing time (`X-Amz-Date`), written as a UTCTime.
     pub time: SigningTime,
+    /// The session token of temporary credentials, which the mount target needs to check
+    /// the signature; as secret as the credentials themselves.
     pub session_token: Option<String>,
 }
 
@@ -112,9 +117,13 @@ pub fn client_info_extension(info: &ClientInfo) -> Vec<u8> {
 /// A certificate made by [`build`].
 #[derive(Clone)]
 pub struct Certificate {
+    /// The certificate in DER, as presented in the TLS handshake.
     pub der: CertificateDer<'static>,
+    /// The same certificate PEM-encoded, as efs-utils writes it to disk.
     pub pem: String,
+    /// Start of validity: the signing time minus the spec's backdate.
     pub not_before: SigningTime,
+    /// End of validity: the signing time plus the spec's lifetime.
     pub not_after: SigningTime,
     /// The signing time (also in extension 7.2 when signed).
     pub signed_at: SigningTime,
@@ -189,7 +198,9 @@ pub fn build(
 /// Everything that was signed, for `efs-proxy cert --explain` and tests.
 #[derive(Debug, Clone)]
 pub struct Signed {
+    /// Every input of the signature but the secret key.
     pub request: sigv4::SigningRequest,
+    /// The resulting content of extension 7.2.
     pub block: SigV4Block,
 }
 
@@ -227,8 +238,11 @@ pub fn sign(
 /// there), so a decoded certificate can be shown and logged.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Decoded {
+    /// The subject's distinguished name (`CN=<host name>` for a certificate made here).
     pub subject: String,
+    /// Start of validity; `None` when out of the representable range.
     pub not_before: Option<SigningTime>,
+    /// End of validity; `None` when out of the representable range.
     pub not_after: Option<SigningTime>,
     /// Extension 7.3.
     pub fs_id: Option<String>,
@@ -244,8 +258,11 @@ pub struct Decoded {
 /// token is present.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodedSigV4 {
+    /// The access key id that signed (empty when malformed).
     pub access_key_id: String,
+    /// The signing time, which the mount target checks against [`sigv4::EXPIRES_SECS`].
     pub signed_at: Option<SigningTime>,
+    /// Whether a session token is present (temporary credentials).
     pub session_token: bool,
 }
 

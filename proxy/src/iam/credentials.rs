@@ -52,7 +52,10 @@ pub enum CredentialsError {
          or ~/.aws/credentials (then --profile NAME or AWS_PROFILE), or run with an instance, \
          task or pod role"
     )]
-    NotFound { tried: String },
+    NotFound {
+        /// Each provider of the chain and why it had nothing, in order, `; `-separated.
+        tried: String,
+    },
     /// The lookup did not finish in time, stuck at `provider`.
     #[error(
         "AWS credentials lookup did not finish within {limit:?} (still trying: {provider}; \
@@ -60,14 +63,19 @@ pub enum CredentialsError {
          and the instance has a role, or provide credentials another way"
     )]
     Timeout {
+        /// The time the whole lookup was given.
         limit: Duration,
+        /// The provider still being asked when time ran out.
         provider: &'static str,
+        /// The providers asked before it and why each had nothing.
         tried: String,
     },
     /// A configured provider failed (the chain stops there, as aws-config's does).
     #[error("AWS credentials from {provider} failed: {}", error_chain(.source))]
     Provider {
+        /// The provider that failed (`environment`, `instance metadata`, ...).
         provider: &'static str,
+        /// The provider's error, from aws-credential-types.
         #[source]
         source: SdkError,
     },
@@ -78,7 +86,9 @@ pub enum CredentialsError {
         profile_reason(.source, .profile)
     )]
     Profile {
+        /// The profile name.
         profile: String,
+        /// The profile provider's error.
         #[source]
         source: SdkError,
     },
@@ -99,6 +109,7 @@ impl CredentialsError {
 /// Credentials and where they came from.
 #[derive(Clone)]
 pub struct SourcedCredentials {
+    /// Access key id, secret key and, for temporary credentials, session token and expiry.
     pub credentials: Credentials,
     /// The provider that supplied them: `environment`, `profile`, `web identity`,
     /// `container`, `instance metadata`.

@@ -4,11 +4,17 @@
 
 /// ASN.1 universal tags used by the extensions.
 pub mod tag {
+    /// `INTEGER` (universal 2).
     pub const INTEGER: u8 = 0x02;
+    /// `BIT STRING` (universal 3): the subjectPublicKey of a SubjectPublicKeyInfo.
     pub const BIT_STRING: u8 = 0x03;
+    /// `OCTET STRING` (universal 4): the signature in extension 7.2, the subjectKeyIdentifier.
     pub const OCTET_STRING: u8 = 0x04;
+    /// `UTF8String` (universal 12): the text of every efs-utils extension.
     pub const UTF8_STRING: u8 = 0x0c;
+    /// `UTCTime` (universal 23): the signing time in extension 7.2 (`YYMMDDHHMMSSZ`).
     pub const UTC_TIME: u8 = 0x17;
+    /// `SEQUENCE` (universal 16, constructed).
     pub const SEQUENCE: u8 = 0x30;
     /// `[0]` constructed, context-specific (EXPLICIT tagging).
     pub const CONTEXT_0: u8 = 0xa0;
@@ -31,10 +37,12 @@ pub fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A `UTF8String` TLV of `s`.
 pub fn utf8_string(s: &str) -> Vec<u8> {
     tlv(tag::UTF8_STRING, s.as_bytes())
 }
 
+/// An `OCTET STRING` TLV of `bytes`.
 pub fn octet_string(bytes: &[u8]) -> Vec<u8> {
     tlv(tag::OCTET_STRING, bytes)
 }

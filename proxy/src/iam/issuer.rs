@@ -35,13 +35,18 @@ pub enum IamError {
         "the credentials from {provider} have no secret access key or access key id; check \
          that source's configuration"
     )]
-    EmptyCredentials { provider: &'static str },
+    EmptyCredentials {
+        /// The credential provider that returned them.
+        provider: &'static str,
+    },
 }
 
 /// A certificate ready to present, and what it was made from.
 #[derive(Clone)]
 pub struct Issued {
+    /// The certificate made, with its validity.
     pub certificate: Certificate,
+    /// The same certificate with the issuer's key, ready for a rustls client configuration.
     pub identity: ClientIdentity,
     /// When the credentials that signed it expire (`None`: long-term keys, or no IAM).
     pub credentials_expiry: Option<SystemTime>,
@@ -72,6 +77,8 @@ pub struct Issuer {
 }
 
 impl Issuer {
+    /// An issuer for `spec` with `key`; `credentials` signs each certificate (SigV4 block),
+    /// `None` makes certificates without it.
     pub fn new(
         spec: CertificateSpec,
         key: ClientKey,
@@ -84,10 +91,13 @@ impl Issuer {
         }
     }
 
+    /// What every certificate is made for.
     pub fn spec(&self) -> &CertificateSpec {
         &self.spec
     }
 
+    /// The key every certificate is made with (one key for the issuer's lifetime, as
+    /// efs-utils keeps one private key per host).
     pub fn key(&self) -> &ClientKey {
         &self.key
     }

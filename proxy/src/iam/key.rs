@@ -58,7 +58,9 @@ pub enum KeyError {
     /// The key file cannot be read.
     #[error("cannot read the private key {path}: {source}")]
     Read {
+        /// The key file.
         path: PathBuf,
+        /// The read error.
         #[source]
         source: std::io::Error,
     },
@@ -71,15 +73,20 @@ pub enum KeyError {
          P-256/P-384"
     )]
     Parse {
+        /// The key file.
         path: PathBuf,
+        /// The decoding stage that refused it.
         step: &'static str,
+        /// That stage's error.
         #[source]
         source: Cause,
     },
     /// The key file cannot be created or written.
     #[error("cannot write the private key {path}: {source}; check the directory and permissions")]
     Write {
+        /// The key file.
         path: PathBuf,
+        /// The create or write error.
         #[source]
         source: std::io::Error,
     },
@@ -225,6 +232,11 @@ impl ClientKey {
         hex::encode(self.public_key_sha1())
     }
 
+    /// The SHA-1 of the subjectPublicKey, as raw bytes: the certificate's
+    /// subjectKeyIdentifier (2.5.29.14), and hex-encoded the [`public_key_hash`] efs-utils
+    /// signs.
+    ///
+    /// [`public_key_hash`]: Self::public_key_hash
     pub fn public_key_sha1(&self) -> Vec<u8> {
         digest(&SHA1_FOR_LEGACY_USE_ONLY, self.public_key_raw())
             .as_ref()

@@ -100,6 +100,7 @@ pub struct CertificateSpec {
     pub fs_id: String,
     /// The file system's region: the SigV4 scope.
     pub region: String,
+    /// EFS or S3 Files: the SigV4 service name (`elasticfilesystem` or `s3files`).
     pub service: Service,
     /// The access point id (`fsap-…`): extension 7.1 when present.
     pub access_point: Option<String>,

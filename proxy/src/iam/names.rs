@@ -22,18 +22,22 @@ pub const NFS_PORT: u16 = 2049;
 /// A name that cannot be derived, and what to pass instead.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum NameError {
+    /// Not a file system id (`fs-` and 8 to 40 lower-case hex digits).
     #[error(
         "invalid file system id {0:?}: expected fs- followed by 8 to 40 lower-case hex digits, \
          e.g. fs-0123456789abcdef0"
     )]
     FsId(String),
+    /// Not an AWS region name.
     #[error("invalid region {0:?}: expected a region name such as us-east-1")]
     Region(String),
+    /// Not an access point id (`fsap-` and 8 to 40 lower-case hex digits).
     #[error(
         "invalid access point id {0:?}: expected fsap- followed by 8 to 40 lower-case hex \
          digits"
     )]
     AccessPoint(String),
+    /// Neither an availability zone ID (`use1-az1`) nor an AZ name (`us-east-1a`).
     #[error(
         "invalid availability zone {0:?}: expected an AZ ID such as use1-az1 or a name such as us-east-1a"
     )]
@@ -107,8 +111,11 @@ pub fn mount_target_names(
 /// `*.efs.us-east-1.amazonaws.com` (no file system id). What a server certificate names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountTargetName {
+    /// The file system id; `None` for a wildcard name.
     pub fs_id: Option<String>,
+    /// EFS or S3 Files, from the `efs` or `s3files` label.
     pub service: Service,
+    /// The region label.
     pub region: String,
 }
 

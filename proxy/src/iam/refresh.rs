@@ -59,7 +59,10 @@ impl Default for RefreshPolicy {
 /// What the next refresh is racing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Deadline {
+    /// The certificate's notAfter comes first (less its margin).
     CertificateExpiry,
+    /// The temporary credentials that signed it expire first (less their margin): the mount
+    /// target checks the signature's credentials too.
     CredentialsExpiry,
 }
 

@@ -139,10 +139,12 @@ impl SigningTime {
         self.0.format(&Rfc3339).unwrap_or_else(|_| self.amz_date())
     }
 
+    /// The same instant as a `time` date-time (UTC), for rcgen's validity fields.
     pub fn offset_date_time(&self) -> OffsetDateTime {
         self.0
     }
 
+    /// The same instant as a [`SystemTime`].
     pub fn system_time(&self) -> SystemTime {
         SystemTime::from(self.0)
     }

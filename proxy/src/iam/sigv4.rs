@@ -29,10 +29,12 @@ pub const EXPIRES_SECS: u64 = 86_400;
 /// Everything signed, except the secret key. `Debug` shows the session token's length only.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SigningRequest {
+    /// The access key id, the first element of `X-Amz-Credential`.
     pub access_key_id: String,
     /// The session token of temporary credentials. It is part of the signed query, so it is
     /// as sensitive as the credentials: never log a [`SigningRequest`]'s canonical request.
     pub session_token: Option<String>,
+    /// The AWS region of the credential scope (`X-Amz-Credential`).
     pub region: String,
     /// The SigV4 service name: `s3files` or `elasticfilesystem`.
     pub service: String,
@@ -40,6 +42,7 @@ pub struct SigningRequest {
     pub fs_id: String,
     /// Lower-case hex SHA-1 of the certificate's subjectPublicKey.
     pub public_key_hash: String,
+    /// `X-Amz-Date`, and the date of the credential scope.
     pub time: SigningTime,
 }
 

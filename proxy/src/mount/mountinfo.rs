@@ -8,9 +8,13 @@
 /// One line of mountinfo: the fields the watch needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MountEntry {
+    /// Field 5: where it is mounted, unescaped.
     pub mount_point: String,
+    /// The file system type after the ` - ` separator (`nfs4` for an NFSv4 mount).
     pub fs_type: String,
+    /// The mount source, unescaped (`127.0.0.1:/` for a mount through a proxy).
     pub source: String,
+    /// The superblock options (for NFS: `vers=…,addr=…,port=…`).
     pub super_options: String,
 }
 

@@ -20,6 +20,7 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The file system type as mount(8) names it: `s3files` or `efs`.
     pub fn name(self) -> &'static str {
         match self {
             Kind::S3Files => "s3files",
@@ -27,6 +28,7 @@ impl Kind {
         }
     }
 
+    /// The service the IAM certificate is signed for and whose mount target names are used.
     pub fn service(self) -> Service {
         match self {
             Kind::S3Files => Service::S3Files,
@@ -45,6 +47,7 @@ impl Kind {
 /// What the caller gives [`parse`].
 #[derive(Clone, Copy, Debug)]
 pub struct Request<'a> {
+    /// The file system type mounted (which helper was called).
     pub kind: Kind,
     /// `FS_ID` or `FS_ID:/PATH`.
     pub spec: &'a str,
@@ -62,10 +65,13 @@ pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Everything a mount needs, settled.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MountPlan {
+    /// The file system type mounted.
     pub kind: Kind,
+    /// The file system id from the spec (`fs-…`).
     pub fs_id: String,
     /// The path inside the file system, starting with `/`.
     pub path: String,
+    /// `region=`, else the environment's: the region of the mount target and the signature.
     pub region: String,
     /// `az=`: the AZ id prefix of the mount target's name.
     pub az: Option<String>,
@@ -73,12 +79,15 @@ pub struct MountPlan {
     pub target: Option<String>,
     /// `cafile=`: trust anchors instead of the system store.
     pub ca_file: Option<String>,
+    /// `accesspoint=`: the access point id, carried in the client certificate (extension 7.1).
     pub access_point: Option<String>,
+    /// `awsprofile=`: the named AWS profile whose credentials sign the certificate.
     pub profile: Option<String>,
     /// Whether the certificate carries the SigV4 signature (always for S3 Files).
     pub iam: bool,
     /// `tlsport=`: the loopback port of the proxy (otherwise a free one).
     pub tls_port: Option<u16>,
+    /// `readytimeout=`: how long the proxy has to become ready before the mount gives up.
     pub ready_timeout: Duration,
     /// NFS options for `mount -t nfs4` (defaults merged, without `port=`).
     pub nfs: Vec<String>,

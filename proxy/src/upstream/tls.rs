@@ -34,7 +34,10 @@ pub enum Trust {
 /// The client certificate and its private key.
 #[derive(Clone)]
 pub struct ClientIdentity {
+    /// The certificates presented, leaf first (an IAM certificate is a single self-signed
+    /// one).
     pub chain: Vec<CertificateDer<'static>>,
+    /// The private key of the leaf, shared rather than copied between configurations.
     pub key: Arc<PrivateKeyDer<'static>>,
 }
 
@@ -79,18 +82,26 @@ pub enum TlsSetupError {
     /// A PEM file (certificates or private key) cannot be read or parsed.
     #[error("cannot read {what} from {path}: {source}")]
     Pem {
+        /// The file.
         path: PathBuf,
+        /// What was expected in it: `"certificates"` or `"private key"`.
         what: &'static str,
+        /// The read or PEM parse error.
         #[source]
         source: rustls::pki_types::pem::Error,
     },
     /// A PEM file without a single certificate.
     #[error("{path} holds no certificate (expected PEM '-----BEGIN CERTIFICATE-----' blocks)")]
-    NoCertificates { path: PathBuf },
+    NoCertificates {
+        /// The file.
+        path: PathBuf,
+    },
     /// A certificate of the CA file that cannot be a trust anchor.
     #[error("no usable CA certificate in {path}: {source}")]
     BadCa {
+        /// The CA file.
         path: PathBuf,
+        /// Why rustls refused its certificates as trust anchors.
         #[source]
         source: rustls::Error,
     },
@@ -106,7 +117,9 @@ pub enum TlsSetupError {
     /// A server name that is neither a DNS name nor an IP address.
     #[error("invalid server name {name:?}: expected a DNS name or IP address")]
     ServerName {
+        /// The name as given.
         name: String,
+        /// Why it is not a valid DNS name.
         #[source]
         source: InvalidDnsNameError,
     },
@@ -337,6 +350,8 @@ impl ServerCertVerifier for ServerVerifier {
 pub struct HandshakeSignatures(pub Arc<CryptoProvider>);
 
 impl HandshakeSignatures {
+    /// Verifies the signature of a TLS 1.2 ServerKeyExchange (or CertificateVerify) made by
+    /// `cert`'s key over `message`.
     pub fn tls12(
         &self,
         message: &[u8],
@@ -347,6 +362,7 @@ impl HandshakeSignatures {
         rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
     }
 
+    /// Verifies a TLS 1.3 CertificateVerify signature made by `cert`'s key over `message`.
     pub fn tls13(
         &self,
         message: &[u8],
@@ -357,6 +373,8 @@ impl HandshakeSignatures {
         rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
     }
 
+    /// The signature schemes the provider can verify, offered in the ClientHello's
+    /// `signature_algorithms` extension.
     pub fn schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
     }
