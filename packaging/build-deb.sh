@@ -14,7 +14,7 @@ cd "$ROOT"
 CARGO_DEB_VERSION=3.8.0
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 
-if ! cargo deb --version 2>/dev/null | grep -qF "$CARGO_DEB_VERSION"; then
+if ! cargo deb --version 2>/dev/null | grep -F "$CARGO_DEB_VERSION" >/dev/null; then
   echo "build-deb: installing cargo-deb $CARGO_DEB_VERSION" >&2
   cargo install --locked --version "$CARGO_DEB_VERSION" cargo-deb >&2
 fi
