@@ -8,7 +8,8 @@
 
 use std::io::Write;
 
-use crate::message::{CallHeader, ReplyError, RpcMessage, parse_accepted_reply};
+use crate::message::{CallHeader, RpcMessage};
+use crate::peek::{ReplyError, parse_accepted_reply};
 use crate::xdr::{
     self, CodecResult, Pack, Unpack, XdrError, pack_opaque_fixed, pack_opaque_flex,
     unpack_opaque_fixed, unpack_opaque_flex, unpack_string_lossy, unpack_u32,

@@ -16,7 +16,7 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use crate::message::{HeaderPeek, peek_header};
+use crate::peek::{HeaderPeek, peek_header};
 use thiserror::Error;
 use tokio_util::codec::{Decoder, Encoder};
 
