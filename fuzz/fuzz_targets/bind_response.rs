@@ -48,7 +48,10 @@ fuzz_target!(|data: &[u8]| {
             check_response(&reply.response, results.len() - reply.trailing);
             let message = bind_reply(reply.xid, &reply.response).unwrap();
             let again = parse_bind_reply(&message).unwrap();
-            assert_eq!((again.xid, &again.response, again.trailing), (reply.xid, &reply.response, 0));
+            assert_eq!(
+                (again.xid, &again.response, again.trailing),
+                (reply.xid, &reply.response, 0)
+            );
         }
         Err(e) => {
             let _ = e.to_string();

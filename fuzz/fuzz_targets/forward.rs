@@ -19,8 +19,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use efs_proxy::internal::forward::{ForwardEnd, forward};
 use efs_proxy::internal::forward::Stats;
+use efs_proxy::internal::forward::{ForwardEnd, forward};
 use efs_proxy_fuzz::peer::{BYTE_BUDGET, IDLE, Peer, QUIET, READ_WAIT, RECORD_BUDGET};
 use efs_proxy_fuzz::{
     CountingAlloc, ForwardInput, Op, RefError, Reframed, Side, generated_record, memory_baseline,
@@ -31,7 +31,6 @@ use tokio::time::timeout;
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
-
 
 fn run(input: &ForwardInput) {
     let max = input.max_record_size;

@@ -19,10 +19,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
+use efs_proxy::internal::forward::Stats;
 use efs_proxy::internal::forward::{
     ForwardEnd, Leg, LegEvent, LegSource, ScalePolicy, Session, SessionLimits,
 };
-use efs_proxy::internal::forward::Stats;
 use efs_proxy_fuzz::peer::{BYTE_BUDGET, IDLE, Peer, QUIET, READ_WAIT, RECORD_BUDGET};
 use efs_proxy_fuzz::{
     CountingAlloc, GroupInput, GroupOp, RefError, Reframed, generated_record_salted,
@@ -35,7 +35,6 @@ use tokio::time::timeout;
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
-
 
 /// Hands over the prepared server connections when the session asks for more.
 struct Source {

@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use efs_proxy::iam::ClientKey;
 use efs_proxy::Trust;
+use efs_proxy::iam::ClientKey;
 use efs_proxy::internal::upstream::{self as tls, ClientIdentity};
 use libfuzzer_sys::fuzz_target;
 

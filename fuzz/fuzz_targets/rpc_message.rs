@@ -75,9 +75,16 @@ fuzz_target!(|data: &[u8]| {
             };
             assert_eq!(
                 (call.program, call.version, call.procedure),
-                (efs_rpc::nfs4::PROGRAM, efs_rpc::nfs4::VERSION, efs_rpc::nfs4::PROC_COMPOUND)
+                (
+                    efs_rpc::nfs4::PROGRAM,
+                    efs_rpc::nfs4::VERSION,
+                    efs_rpc::nfs4::PROC_COMPOUND
+                )
             );
-            assert!(args.len() >= 12, "tag length, minor version and count were read");
+            assert!(
+                args.len() >= 12,
+                "tag length, minor version and count were read"
+            );
             if let Some(op) = head.first_op {
                 let tag = u32::from_be_bytes(args[..4].try_into().unwrap()) as usize;
                 let at = 4 + tag.div_ceil(4) * 4 + 8;

@@ -34,7 +34,7 @@ pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 /// response (`received response from service`) with all their headers. Its `Headers` debug
 /// output redacts only a fixed list (`authorization`, `x-amz-security-token`, …), so with
 /// `--log-level trace` the SSO portal's `x-amz-sso_bearer_token` (an IAM Identity Center
-/// access token, good for hours) went to the log in clear, as `proxy/tests/iam.rs` (SSO)
+/// access token, good for hours) went to the log in clear, as `proxy/tests/iam/sts.rs` (SSO)
 /// showed; by the same list, so would IMDSv2's `x-aws-ec2-metadata-token`. These two events
 /// are dropped, whatever the level or `RUST_LOG`; every other TRACE event stays.
 pub(crate) fn without_request_dumps() -> FilterFn<fn(&Metadata<'_>) -> bool> {
