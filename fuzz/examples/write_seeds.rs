@@ -340,11 +340,6 @@ fn cert_extensions(s: &Seeds, vectors: &Path) {
 }
 
 fn forward(s: &Seeds) {
-    let t = "forward";
-    let call = framed(&bind_call_message());
-    let null_call = framed(&nfs_null_call());
-    let ready = framed(&ready_reply_message());
-    let null_reply = framed(&reply(7, ReplyHeader::accepted(AcceptStat::Success)));
     let base = ForwardInput {
         max_record_size: 65_536,
         duplex_capacity: 65_536,
@@ -352,7 +347,23 @@ fn forward(s: &Seeds) {
         pending: Vec::new(),
         ops: Vec::new(),
     };
-    let seeds = [
+    let seeds = forward_traffic(&base)
+        .into_iter()
+        .chain(forward_failures(&base));
+    for (name, input) in seeds {
+        assert_eq!(ForwardInput::parse(&input.encode()), input, "{name}");
+        s.write("forward", name, &input.encode());
+    }
+}
+
+/// `forward` seeds that carry traffic: a bind, records arriving with the bind reply, many
+/// fragmented records, a server that stops reading.
+fn forward_traffic(base: &ForwardInput) -> Vec<(&'static str, ForwardInput)> {
+    let call = framed(&bind_call_message());
+    let null_call = framed(&nfs_null_call());
+    let ready = framed(&ready_reply_message());
+    let null_reply = framed(&reply(7, ReplyHeader::accepted(AcceptStat::Success)));
+    vec![
         (
             "call-and-reply",
             ForwardInput {
@@ -416,6 +427,15 @@ fn forward(s: &Seeds) {
                 ..base.clone()
             },
         ),
+    ]
+}
+
+/// `forward` seeds where something goes wrong: invalid or oversized records, a side that
+/// vanishes or half-closes mid-record, pipes of three bytes.
+fn forward_failures(base: &ForwardInput) -> Vec<(&'static str, ForwardInput)> {
+    let call = framed(&bind_call_message());
+    let null_call = framed(&nfs_null_call());
+    vec![
         (
             "invalid-client-stream",
             ForwardInput {
@@ -474,30 +494,26 @@ fn forward(s: &Seeds) {
                 ..base.clone()
             },
         ),
-    ];
-    for (name, input) in seeds {
-        assert_eq!(ForwardInput::parse(&input.encode()), input, "{name}");
-        s.write(t, name, &input.encode());
-    }
+    ]
 }
 
-fn forward_group(s: &Seeds) {
-    let t = "forward_group";
-    let calls = |count| GroupOp::WriteRecords {
+/// `count` small calls from the endpoint (replies when a server sends them).
+fn calls(count: u16) -> GroupOp {
+    GroupOp::WriteRecords {
         count,
         len: 200,
         fragments: 1,
         flip: false,
-    };
-    let base = GroupInput {
-        max_record_size: 65_536,
-        duplex_capacity: 65_536,
-        legs: 3,
-        backoff_first: false,
-        server_timeout_ms: None,
-        pending: Vec::new(),
-        ops: Vec::new(),
-    };
+    }
+}
+
+/// Operations at endpoints (0: the client, k: the server of leg k-1).
+type Ops = Vec<(usize, GroupOp)>;
+
+/// Busy client and server traffic for over 3 s (the rate window: the session asks for more
+/// connections), then: the handed-over legs carry replies; callbacks both ways; a leg that
+/// vanishes and one that half-closes.
+fn group_scenarios() -> (Ops, Ops, Ops) {
     // Traffic for over 3 s (the rate window) makes the session ask for more connections.
     let busy = |ops: &mut Vec<(usize, GroupOp)>| {
         for _ in 0..5 {
@@ -551,6 +567,20 @@ fn forward_group(s: &Seeds) {
         (3, GroupOp::ShutdownWrite),
         (0, calls(10)),
     ]);
+    (scale_up, callbacks, leg_fails)
+}
+
+fn forward_group(s: &Seeds) {
+    let base = GroupInput {
+        max_record_size: 65_536,
+        duplex_capacity: 65_536,
+        legs: 3,
+        backoff_first: false,
+        server_timeout_ms: None,
+        pending: Vec::new(),
+        ops: Vec::new(),
+    };
+    let (scale_up, callbacks, leg_fails) = group_scenarios();
     let seeds = [
         (
             "scale-up",
@@ -610,7 +640,7 @@ fn forward_group(s: &Seeds) {
     ];
     for (name, input) in seeds {
         assert_eq!(GroupInput::parse(&input.encode()), input, "{name}");
-        s.write(t, name, &input.encode());
+        s.write("forward_group", name, &input.encode());
     }
 }
 

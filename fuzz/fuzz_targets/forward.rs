@@ -21,7 +21,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use efs_proxy::internal::forward::Stats;
 use efs_proxy::internal::forward::{ForwardEnd, forward};
-use efs_proxy_fuzz::peer::{BYTE_BUDGET, IDLE, Peer, QUIET, READ_WAIT, RECORD_BUDGET};
+use efs_proxy_fuzz::peer::{Budget, IDLE, Peer, QUIET, READ_WAIT, RecordBatch, block_on_paused};
 use efs_proxy_fuzz::{
     CountingAlloc, ForwardInput, Op, RefError, Reframed, Side, generated_record, memory_baseline,
     memory_peak, reframe, untracked,
@@ -33,160 +33,146 @@ use tokio::time::timeout;
 static ALLOC: CountingAlloc = CountingAlloc;
 
 fn run(input: &ForwardInput) {
-    let max = input.max_record_size;
-    // One runtime for the whole process (building one costs more than most runs); its clock
-    // is paused, so time only moves when every task waits.
-    thread_local! {
-        static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .unwrap();
-    }
-    RUNTIME.with(|runtime| {
-        runtime.block_on(async {
-            let (client_end, proxy_client) = tokio::io::duplex(input.duplex_capacity);
-            let (server_end, proxy_server) = tokio::io::duplex(input.duplex_capacity);
-            let mut client = Peer::new(client_end);
-            let mut server = Peer::new(server_end);
-            let stats = Arc::new(Stats::default());
-            let pending = BytesMut::from(&input.pending[..]);
-            let mut record = untracked(|| Vec::with_capacity(max + 4 * 256 + 64));
+    block_on_paused(async {
+        let (client_end, proxy_client) = tokio::io::duplex(input.duplex_capacity);
+        let (server_end, proxy_server) = tokio::io::duplex(input.duplex_capacity);
+        let mut client = Peer::new(client_end);
+        let mut server = Peer::new(server_end);
+        let stats = Arc::new(Stats::default());
+        let pending = BytesMut::from(&input.pending[..]);
+        let mut record = untracked(|| Vec::with_capacity(input.max_record_size + 4 * 256 + 64));
 
-            let base = memory_baseline();
-            let task = tokio::spawn(forward(
-                proxy_client,
-                proxy_server,
-                pending,
-                max,
-                stats.clone(),
-            ));
+        let base = memory_baseline();
+        let task = tokio::spawn(forward(
+            proxy_client,
+            proxy_server,
+            pending,
+            input.max_record_size,
+            stats.clone(),
+        ));
+        let mut budget = Budget::default();
+        for op in &input.ops {
+            let peers = (&mut client, &mut server);
+            apply(op, input, peers, &task, &mut budget, &mut record).await;
+        }
+        quiesce(input, &mut client, &mut server, &task).await;
+        let end = close_and_wait(input.final_close, &mut client, &mut server, task).await;
 
-            let mut budget = RECORD_BUDGET;
-            let mut bytes_left = BYTE_BUDGET;
-            for op in &input.ops {
-                match op {
-                    Op::Write(side, bytes) => {
-                        let peer = if *side == Side::Client {
-                            &mut client
-                        } else {
-                            &mut server
-                        };
-                        peer.write(bytes).await;
-                    }
-                    Op::WriteRecords {
-                        side,
-                        count,
-                        len,
-                        fragments,
-                    } => {
-                        let peer = if *side == Side::Client {
-                            &mut client
-                        } else {
-                            &mut server
-                        };
-                        let len = 1 + usize::from(*len) % (max + 8);
-                        let fragments = 1 + usize::from(*fragments) % 8;
-                        let cost = 1 + (len + 4 * fragments).div_ceil(input.duplex_capacity);
-                        for index in 0..u32::from(*count) {
-                            if budget < cost || bytes_left < len {
-                                break;
-                            }
-                            budget -= cost;
-                            bytes_left -= len;
-                            // The client sends calls, the server replies with the same xids.
-                            let msg_type = u32::from(*side == Side::Server);
-                            untracked(|| {
-                                generated_record(index, msg_type, len, fragments, &mut record)
-                            });
-                            if !peer.write(&record).await {
-                                break;
-                            }
-                        }
-                    }
-                    Op::Read(side, n) => {
-                        let peer = if *side == Side::Client {
-                            &mut client
-                        } else {
-                            &mut server
-                        };
-                        peer.read(usize::from(*n), READ_WAIT).await;
-                    }
-                    Op::ShutdownWrite(side) => {
-                        let peer = if *side == Side::Client {
-                            &mut client
-                        } else {
-                            &mut server
-                        };
-                        peer.shutdown().await;
-                    }
-                    Op::Drop(side) => {
-                        let peer = if *side == Side::Client {
-                            &mut client
-                        } else {
-                            &mut server
-                        };
-                        peer.drop_stream();
-                    }
-                    Op::Sleep(ms) => {
-                        tokio::time::sleep(Duration::from_millis(u64::from(*ms))).await
-                    }
-                    Op::Quiesce => quiesce(input, &mut client, &mut server, &task).await,
-                }
-            }
-            quiesce(input, &mut client, &mut server, &task).await;
-
-            // One side closes; forwarding must end and close the other side.
-            match input.final_close {
-                Side::Client => client.shutdown().await,
-                Side::Server => server.shutdown().await,
-            }
-            let finish = async {
-                tokio::join!(client.drain(), server.drain());
-            };
-            if timeout(Duration::from_secs(600), finish).await.is_err() {
-                panic!(
-                    "a side was never closed after {:?} closed",
-                    input.final_close
-                );
-            }
-            let end = match timeout(Duration::from_secs(600), task).await {
-                Ok(Ok(end)) => end,
-                Ok(Err(e)) => std::panic::resume_unwind(e.into_panic()),
-                Err(_) => panic!("forwarding did not end after both sides closed"),
-            };
-
-            let peak = memory_peak() - base;
-            let (up, down) = untracked(|| {
-                let mut from_server = input.pending.clone();
-                from_server.extend_from_slice(&server.sent);
-                let max = input.max_record_size;
-                (
-                    reframe(&client.sent, max, client.closed()),
-                    reframe(&from_server, max, server.closed()),
-                )
-            });
-            let bound = memory_bound(input, up.records + down.records);
-            if std::env::var_os("FUZZ_FORWARD_VERBOSE").is_some() {
-                eprintln!(
-                    "end={end} peak={peak} bound={bound} sent={}/{} received={}/{}",
-                    client.sent.len(),
-                    server.sent.len(),
-                    server.received.len(),
-                    client.received.len()
-                );
-            }
-            assert!(
-                peak <= bound as isize,
-                "the forwarder held {peak} bytes (bound {bound}); sent {} + {} bytes",
+        let peak = memory_peak() - base;
+        let (up, down) = untracked(|| {
+            let mut from_server = input.pending.clone();
+            from_server.extend_from_slice(&server.sent);
+            let max = input.max_record_size;
+            (
+                reframe(&client.sent, max, client.closed()),
+                reframe(&from_server, max, server.closed()),
+            )
+        });
+        let bound = memory_bound(input, up.records + down.records);
+        if std::env::var_os("FUZZ_FORWARD_VERBOSE").is_some() {
+            eprintln!(
+                "end={end} peak={peak} bound={bound} sent={}/{} received={}/{}",
                 client.sent.len(),
-                server.sent.len()
+                server.sent.len(),
+                server.received.len(),
+                client.received.len()
             );
+        }
+        assert!(
+            peak <= bound as isize,
+            "the forwarder held {peak} bytes (bound {bound}); sent {} + {} bytes",
+            client.sent.len(),
+            server.sent.len()
+        );
 
-            untracked(|| check(&client, &server, &up, &down, &end, &stats));
-            untracked(|| drop((client, server, record, up, down)));
-        })
+        untracked(|| check(&client, &server, &up, &down, &end, &stats));
+        untracked(|| drop((client, server, record, up, down)));
     });
+}
+
+/// Plays one operation of the input.
+async fn apply<T>(
+    op: &Op,
+    input: &ForwardInput,
+    (client, server): (&mut Peer, &mut Peer),
+    task: &tokio::task::JoinHandle<T>,
+    budget: &mut Budget,
+    record: &mut Vec<u8>,
+) {
+    match op {
+        Op::Write(side, bytes) => {
+            pick(*side, client, server).write(bytes).await;
+        }
+        Op::WriteRecords {
+            side,
+            count,
+            len,
+            fragments,
+        } => {
+            let batch = RecordBatch {
+                count: *count,
+                len: *len,
+                fragments: *fragments,
+            };
+            // The client sends calls, the server replies with the same xids.
+            let msg_type = u32::from(*side == Side::Server);
+            let make = |index, len, fragments, out: &mut Vec<u8>| {
+                generated_record(index, msg_type, len, fragments, out)
+            };
+            let (max, capacity) = (input.max_record_size, input.duplex_capacity);
+            batch
+                .write(
+                    pick(*side, client, server),
+                    max,
+                    capacity,
+                    budget,
+                    record,
+                    make,
+                )
+                .await;
+        }
+        Op::Read(side, n) => {
+            pick(*side, client, server)
+                .read(usize::from(*n), READ_WAIT)
+                .await
+        }
+        Op::ShutdownWrite(side) => pick(*side, client, server).shutdown().await,
+        Op::Drop(side) => pick(*side, client, server).drop_stream(),
+        Op::Sleep(ms) => tokio::time::sleep(Duration::from_millis(u64::from(*ms))).await,
+        Op::Quiesce => quiesce(input, client, server, task).await,
+    }
+}
+
+/// The peer playing `side`.
+fn pick<'a>(side: Side, client: &'a mut Peer, server: &'a mut Peer) -> &'a mut Peer {
+    match side {
+        Side::Client => client,
+        Side::Server => server,
+    }
+}
+
+/// One side closes; forwarding must end and close the other side. Why it ended.
+async fn close_and_wait(
+    closing: Side,
+    client: &mut Peer,
+    server: &mut Peer,
+    task: tokio::task::JoinHandle<ForwardEnd>,
+) -> ForwardEnd {
+    match closing {
+        Side::Client => client.shutdown().await,
+        Side::Server => server.shutdown().await,
+    }
+    let finish = async {
+        tokio::join!(client.drain(), server.drain());
+    };
+    if timeout(Duration::from_secs(600), finish).await.is_err() {
+        panic!("a side was never closed after {closing:?} closed");
+    }
+    match timeout(Duration::from_secs(600), task).await {
+        Ok(Ok(end)) => end,
+        Ok(Err(e)) => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => panic!("forwarding did not end after both sides closed"),
+    }
 }
 
 /// Both sides read until nothing more arrives for a while (virtual time: the forwarder is idle

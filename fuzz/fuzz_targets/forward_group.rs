@@ -23,7 +23,7 @@ use efs_proxy::internal::forward::Stats;
 use efs_proxy::internal::forward::{
     ForwardEnd, Leg, LegEvent, LegSource, ScalePolicy, Session, SessionLimits,
 };
-use efs_proxy_fuzz::peer::{BYTE_BUDGET, IDLE, Peer, QUIET, READ_WAIT, RECORD_BUDGET};
+use efs_proxy_fuzz::peer::{Budget, IDLE, Peer, QUIET, READ_WAIT, RecordBatch, block_on_paused};
 use efs_proxy_fuzz::{
     CountingAlloc, GroupInput, GroupOp, RefError, Reframed, generated_record_salted,
     is_subsequence, memory_baseline, memory_peak, reframe, split_records, untracked,
@@ -260,160 +260,166 @@ fn check(world: &World, up: &Reframed, downs: &[Reframed], end: &ForwardEnd, tim
 }
 
 fn run(input: &GroupInput) {
-    thread_local! {
-        static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .unwrap();
-    }
-    let max = input.max_record_size;
-    RUNTIME.with(|runtime| {
-        runtime.block_on(async {
-            let (client_end, proxy_client) = tokio::io::duplex(input.duplex_capacity);
-            let mut peers = vec![Peer::new(client_end)];
-            let mut legs = VecDeque::new();
-            for k in 0..input.legs {
-                let (server_end, proxy_server) = tokio::io::duplex(input.duplex_capacity);
-                peers.push(Peer::new(server_end));
-                let pending = if k == 0 {
-                    BytesMut::from(&input.pending[..])
-                } else {
-                    BytesMut::new()
-                };
-                legs.push_back(Leg::new(k, proxy_server, pending, max));
-            }
-            let handed = Arc::new(AtomicUsize::new(0));
-            let mut world = World {
-                peers,
-                pending: input.pending.clone(),
-                max,
-                handed: handed.clone(),
-            };
-            let first = legs.pop_front().unwrap();
-            let stats = Arc::new(Stats::default());
-            let limits = SessionLimits {
-                max_record_size: max,
-                server_timeout: input.server_timeout_ms.map(Duration::from_millis),
-            };
-            let source = Source {
-                legs,
-                backoff_first: input.backoff_first,
-                handed,
-            };
-            let policy = ScalePolicy {
-                threshold_bytes_per_sec: 1,
-                max_legs: input.legs,
-            };
-            let mut record = untracked(|| Vec::with_capacity(max + 4 * 256 + 64));
+    block_on_paused(async {
+        let max = input.max_record_size;
+        let (mut world, session) = setup(input);
+        let mut record = untracked(|| Vec::with_capacity(max + 4 * 256 + 64));
 
-            let base = memory_baseline();
-            let session = Session::new(proxy_client, first, limits, stats.clone())
-                .with_scaling(policy, Box::new(source));
-            let task = tokio::spawn(session.run());
+        let base = memory_baseline();
+        let task = tokio::spawn(session.run());
+        let mut budget = Budget::default();
+        for (endpoint, op) in &input.ops {
+            apply(
+                *endpoint,
+                op,
+                input,
+                &mut world,
+                &task,
+                &mut budget,
+                &mut record,
+            )
+            .await;
+        }
+        quiesce(&mut world, &task).await;
+        let end = client_leaves(&mut world, task).await;
 
-            let mut budget = RECORD_BUDGET;
-            let mut bytes_left = BYTE_BUDGET;
-            for (endpoint, op) in &input.ops {
-                let peer = &mut world.peers[*endpoint];
-                match op {
-                    GroupOp::Write(bytes) => {
-                        peer.write(bytes).await;
-                    }
-                    GroupOp::WriteRecords {
-                        count,
-                        len,
-                        fragments,
-                        flip,
-                    } => {
-                        let len = 1 + usize::from(*len) % (max + 8);
-                        let fragments = 1 + usize::from(*fragments) % 8;
-                        // Calls from the client, replies from servers; flipped: callbacks
-                        // from servers and the client's replies to them.
-                        let msg_type = u32::from((*endpoint != 0) != *flip);
-                        let cost = 1 + (len + 4 * fragments).div_ceil(input.duplex_capacity);
-                        for index in 0..u32::from(*count) {
-                            if budget < cost || bytes_left < len {
-                                break;
-                            }
-                            budget -= cost;
-                            bytes_left -= len;
-                            untracked(|| {
-                                generated_record_salted(
-                                    index,
-                                    msg_type,
-                                    *endpoint as u8,
-                                    len,
-                                    fragments,
-                                    &mut record,
-                                )
-                            });
-                            if !peer.write(&record).await {
-                                break;
-                            }
-                        }
-                    }
-                    GroupOp::Read(n) => peer.read(usize::from(*n), READ_WAIT).await,
-                    GroupOp::ShutdownWrite => peer.shutdown().await,
-                    GroupOp::Drop => peer.drop_stream(),
-                    GroupOp::Sleep(ms) => {
-                        tokio::time::sleep(Duration::from_millis(u64::from(*ms))).await
-                    }
-                    GroupOp::Quiesce => quiesce(&mut world, &task).await,
-                }
-            }
-            quiesce(&mut world, &task).await;
-
-            // The client leaves: the session must end and close every server connection.
-            world.peers[0].shutdown().await;
-            let finish = async {
-                for peer in &mut world.peers {
-                    peer.drain().await;
-                }
-            };
-            let end = match timeout(Duration::from_secs(600), async {
-                let (end, ()) = tokio::join!(task, finish);
-                end
-            })
-            .await
-            {
-                Ok(Ok(end)) => end,
-                Ok(Err(e)) => std::panic::resume_unwind(e.into_panic()),
-                Err(_) => panic!("the session did not end, or left a connection open"),
-            };
-
-            let peak = memory_peak() - base;
-            if std::env::var_os("FUZZ_FORWARD_VERBOSE").is_some() {
-                let got: Vec<usize> = world.peers.iter().map(|p| p.received.len()).collect();
-                let sent: Vec<usize> = world.peers.iter().map(|p| p.sent.len()).collect();
-                eprintln!(
-                    "end={end:?} joined={} peak={peak} sent={sent:?} received={got:?}",
-                    world.joined()
-                );
-            }
-            let (up, downs) = untracked(|| {
-                let up = reframe(&world.client().sent, max, world.client().closed());
-                let downs: Vec<Reframed> = (0..input.legs)
-                    .map(|k| reframe(&world.server_stream(k), max, world.peers[k + 1].closed()))
-                    .collect();
-                (up, downs)
-            });
-            let records = up.records + downs.iter().map(|d| d.records).sum::<usize>();
-            let bound = 2 * efs_proxy::internal::forward::worst_case_memory(max, input.legs)
-                + (input.legs + 1) * (2 * 8192 + 2 * (max + 4))
-                + 64 * records.min(2 * 65_536)
-                + 4 * (input.legs + 1) * 2 * input.duplex_capacity
-                + (512 << 10);
-            assert!(
-                peak <= bound as isize,
-                "the session held {peak} bytes (bound {bound})"
+        let peak = memory_peak() - base;
+        if std::env::var_os("FUZZ_FORWARD_VERBOSE").is_some() {
+            let got: Vec<usize> = world.peers.iter().map(|p| p.received.len()).collect();
+            let sent: Vec<usize> = world.peers.iter().map(|p| p.sent.len()).collect();
+            eprintln!(
+                "end={end:?} joined={} peak={peak} sent={sent:?} received={got:?}",
+                world.joined()
             );
-            untracked(|| {
-                check(&world, &up, &downs, &end, input.server_timeout_ms.is_some());
-                drop((world, record, up, downs));
-            });
-        })
+        }
+        let (up, downs) = untracked(|| {
+            let up = reframe(&world.client().sent, max, world.client().closed());
+            let downs: Vec<Reframed> = (0..input.legs)
+                .map(|k| reframe(&world.server_stream(k), max, world.peers[k + 1].closed()))
+                .collect();
+            (up, downs)
+        });
+        let records = up.records + downs.iter().map(|d| d.records).sum::<usize>();
+        let bound = 2 * efs_proxy::internal::forward::worst_case_memory(max, input.legs)
+            + (input.legs + 1) * (2 * 8192 + 2 * (max + 4))
+            + 64 * records.min(2 * 65_536)
+            + 4 * (input.legs + 1) * 2 * input.duplex_capacity
+            + (512 << 10);
+        assert!(
+            peak <= bound as isize,
+            "the session held {peak} bytes (bound {bound})"
+        );
+        untracked(|| {
+            check(&world, &up, &downs, &end, input.server_timeout_ms.is_some());
+            drop((world, record, up, downs));
+        });
     });
+}
+
+/// The client's and servers' pipes, and the session over them with its first leg; the other
+/// legs wait in the scale-up source.
+fn setup(input: &GroupInput) -> (World, Session<DuplexStream, DuplexStream>) {
+    let max = input.max_record_size;
+    let (client_end, proxy_client) = tokio::io::duplex(input.duplex_capacity);
+    let mut peers = vec![Peer::new(client_end)];
+    let mut legs = VecDeque::new();
+    for k in 0..input.legs {
+        let (server_end, proxy_server) = tokio::io::duplex(input.duplex_capacity);
+        peers.push(Peer::new(server_end));
+        let pending = if k == 0 {
+            BytesMut::from(&input.pending[..])
+        } else {
+            BytesMut::new()
+        };
+        legs.push_back(Leg::new(k, proxy_server, pending, max));
+    }
+    let handed = Arc::new(AtomicUsize::new(0));
+    let world = World {
+        peers,
+        pending: input.pending.clone(),
+        max,
+        handed: handed.clone(),
+    };
+    let first = legs.pop_front().unwrap();
+    let limits = SessionLimits {
+        max_record_size: max,
+        server_timeout: input.server_timeout_ms.map(Duration::from_millis),
+    };
+    let source = Source {
+        legs,
+        backoff_first: input.backoff_first,
+        handed,
+    };
+    let policy = ScalePolicy {
+        threshold_bytes_per_sec: 1,
+        max_legs: input.legs,
+    };
+    let session = Session::new(proxy_client, first, limits, Arc::new(Stats::default()))
+        .with_scaling(policy, Box::new(source));
+    (world, session)
+}
+
+/// Plays one operation of the input at `endpoint` (0: the client, k: the server of leg k-1).
+async fn apply<T>(
+    endpoint: usize,
+    op: &GroupOp,
+    input: &GroupInput,
+    world: &mut World,
+    task: &tokio::task::JoinHandle<T>,
+    budget: &mut Budget,
+    record: &mut Vec<u8>,
+) {
+    let peer = &mut world.peers[endpoint];
+    match op {
+        GroupOp::Write(bytes) => {
+            peer.write(bytes).await;
+        }
+        GroupOp::WriteRecords {
+            count,
+            len,
+            fragments,
+            flip,
+        } => {
+            let batch = RecordBatch {
+                count: *count,
+                len: *len,
+                fragments: *fragments,
+            };
+            // Calls from the client, replies from servers; flipped: callbacks from servers
+            // and the client's replies to them.
+            let msg_type = u32::from((endpoint != 0) != *flip);
+            let salt = endpoint as u8;
+            let make = |index, len, fragments, out: &mut Vec<u8>| {
+                generated_record_salted(index, msg_type, salt, len, fragments, out)
+            };
+            let (max, capacity) = (input.max_record_size, input.duplex_capacity);
+            batch.write(peer, max, capacity, budget, record, make).await;
+        }
+        GroupOp::Read(n) => peer.read(usize::from(*n), READ_WAIT).await,
+        GroupOp::ShutdownWrite => peer.shutdown().await,
+        GroupOp::Drop => peer.drop_stream(),
+        GroupOp::Sleep(ms) => tokio::time::sleep(Duration::from_millis(u64::from(*ms))).await,
+        GroupOp::Quiesce => quiesce(world, task).await,
+    }
+}
+
+/// The client leaves: the session must end and close every server connection. Why it ended.
+async fn client_leaves(world: &mut World, task: tokio::task::JoinHandle<ForwardEnd>) -> ForwardEnd {
+    world.peers[0].shutdown().await;
+    let finish = async {
+        for peer in &mut world.peers {
+            peer.drain().await;
+        }
+    };
+    let end = timeout(Duration::from_secs(600), async {
+        let (end, ()) = tokio::join!(task, finish);
+        end
+    });
+    match end.await {
+        Ok(Ok(end)) => end,
+        Ok(Err(e)) => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => panic!("the session did not end, or left a connection open"),
+    }
 }
 
 fuzz_target!(|data: &[u8]| {

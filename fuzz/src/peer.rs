@@ -111,3 +111,72 @@ impl Peer {
         self.dropped = true;
     }
 }
+
+/// Runs `future` to completion on this thread's runtime for the forwarding targets: one per
+/// process (building one costs more than most runs), current-thread, with a paused clock, so
+/// time only moves when every task waits and timeouts cost no real time.
+pub fn block_on_paused<F: std::future::Future>(future: F) -> F::Output {
+    thread_local! {
+        static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+    }
+    RUNTIME.with(|runtime| runtime.block_on(future))
+}
+
+/// What is left of an input's allowance for generated records ([`RECORD_BUDGET`] units and
+/// [`BYTE_BUDGET`] bytes).
+#[derive(Debug)]
+pub struct Budget {
+    units: usize,
+    bytes: usize,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget {
+            units: RECORD_BUDGET,
+            bytes: BYTE_BUDGET,
+        }
+    }
+}
+
+/// A `WriteRecords` operation: up to `count` records made by `make(index, len, fragments,
+/// out)`, each of `1 + len % (max + 8)` bytes in `1 + fragments % 8` fragments (so both
+/// too-large and fragmented records occur), written by `peer` while the budget lasts.
+pub struct RecordBatch {
+    pub count: u16,
+    pub len: u16,
+    pub fragments: u8,
+}
+
+impl RecordBatch {
+    /// Writes the batch; stops at the first record the pipe does not take whole.
+    pub async fn write(
+        &self,
+        peer: &mut Peer,
+        max: usize,
+        duplex_capacity: usize,
+        budget: &mut Budget,
+        record: &mut Vec<u8>,
+        make: impl Fn(u32, usize, usize, &mut Vec<u8>),
+    ) {
+        let len = 1 + usize::from(self.len) % (max + 8);
+        let fragments = 1 + usize::from(self.fragments) % 8;
+        // One unit per record plus one per pipe-full (a round trip through the forwarder).
+        let cost = 1 + (len + 4 * fragments).div_ceil(duplex_capacity);
+        for index in 0..u32::from(self.count) {
+            if budget.units < cost || budget.bytes < len {
+                break;
+            }
+            budget.units -= cost;
+            budget.bytes -= len;
+            untracked(|| make(index, len, fragments, record));
+            if !peer.write(record).await {
+                break;
+            }
+        }
+    }
+}
