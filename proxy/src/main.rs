@@ -5,7 +5,6 @@ mod cli;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -101,7 +100,13 @@ fn main() -> ExitCode {
             error.exit()
         }
     };
-    init_logging(&cli.log_level);
+    match &command {
+        // The mount's detached daemons log to its state directory, rotated by size.
+        Command::MountSupervisor(d) | Command::MountProxy(d) => {
+            cli::mount_daemon::init_logging(&d.dir, &cli.log_level);
+        }
+        _ => init_logging(&cli.log_level),
+    }
     let command = match command {
         Command::Mount(args) => return cli::mount::mount_main(args, "efs-proxy mount"),
         Command::Umount(args) => return cli::mount_admin::umount_main(&args),
@@ -145,11 +150,8 @@ fn exit_with(result: anyhow::Result<()>) -> ExitCode {
 }
 
 fn init_logging(level: &str) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(cli::log_filter(level))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .finish()

@@ -269,6 +269,70 @@ fn mount_starts_a_supervised_proxy_and_umount_leaves_nothing() {
     bed.assert_nothing_left();
 }
 
+/// The mount's log lives in /run (memory) for as long as the mount: it rotates by size, one
+/// rotated file kept, however much the daemons log (here: a start, a killed proxy and its
+/// restart, with the limit lowered through `EFS_PROXY_MOUNT_LOG_MAX_BYTES`).
+#[test]
+fn the_mount_log_rotates_by_size() {
+    const MAX: u64 = 300;
+    let bed = Bed::new(BindBehaviour::ready(0x5a));
+    let out = bed
+        .command(BIN)
+        .env("EFS_PROXY_MOUNT_LOG_MAX_BYTES", MAX.to_string())
+        .args([
+            "mount",
+            &format!("{FS}:/"),
+            &bed.path("mnt").to_string_lossy(),
+        ])
+        .args(["-o", &bed.options("")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let dir = bed.mount_dirs().remove(0);
+    let old: i32 = read(&dir.join("proxy.pid")).trim().parse().unwrap();
+    assert!(
+        Command::new("kill")
+            .args(["-KILL", &old.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !read(&dir.join("status.json")).contains("\"state\":\"ready\"")
+        || read(&dir.join("proxy.pid")).trim() == old.to_string()
+    {
+        assert!(Instant::now() < deadline, "proxy not restarted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let size = |name: &str| std::fs::metadata(dir.join(name)).map_or(0, |m| m.len());
+    // A file passes the limit by at most the line that made it rotate.
+    let line = 1024;
+    assert!(
+        size("proxy.log.0") > 0,
+        "never rotated: {}",
+        read(&dir.join("proxy.log"))
+    );
+    assert!(
+        size("proxy.log") <= MAX + line,
+        "proxy.log: {} bytes",
+        size("proxy.log")
+    );
+    assert!(
+        size("proxy.log.0") <= MAX + line,
+        "proxy.log.0: {} bytes",
+        size("proxy.log.0")
+    );
+    assert!(
+        !dir.join("proxy.log.1").exists(),
+        "more than one rotated file"
+    );
+
+    let mnt = bed.path("mnt").to_string_lossy().into_owned();
+    let out = bed.command(BIN).args(["umount", &mnt]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    bed.assert_nothing_left();
+}
+
 #[test]
 fn a_plain_umount_stops_the_proxy_after_the_grace_period() {
     let bed = Bed::new(BindBehaviour::ready(0x5a));

@@ -28,6 +28,14 @@ pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     builder.enable_all().build()
 }
 
+/// The log filter for `--log-level LEVEL`: `RUST_LOG` wins if set; `info` if neither parses.
+pub(crate) fn log_filter(level: &str) -> tracing_subscriber::EnvFilter {
+    use tracing_subscriber::EnvFilter;
+    EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
 /// A global log filter that drops aws-smithy-runtime's request and response dumps.
 ///
 /// At TRACE its orchestrator logs every request it sends (`transmitting request`) and every

@@ -31,6 +31,38 @@ use super::target::TargetArgs;
 
 const TICK: Duration = Duration::from_secs(1);
 const STATUS_EVERY: Duration = Duration::from_secs(5);
+/// The mount's log (`DIR/proxy.log`, in `/run`: memory) rotates at this size, and one
+/// rotated file is kept: a mount that lives for months, or a server that keeps refusing, never
+/// grows it past twice this. `EFS_PROXY_MOUNT_LOG_MAX_BYTES` overrides it (for the tests).
+const LOG_MAX_BYTES: u64 = 1 << 20;
+const LOG_ROTATED_FILES: usize = 1;
+
+/// Logs both daemons of the mount in `dir` to `dir/proxy.log`, rotated by size (each process
+/// rotates what it wrote; stderr, kept for panics and the last error line, is the file as it
+/// was opened by `mount`). If the file cannot be opened, logs to stderr and says why.
+pub(crate) fn init_logging(dir: &Path, level: &str) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    let max_bytes = std::env::var("EFS_PROXY_MOUNT_LOG_MAX_BYTES")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(LOG_MAX_BYTES);
+    let path = dir.join("proxy.log");
+    let file = efs_proxy::internal::dropin::RotatingFile::open(&path, max_bytes, LOG_ROTATED_FILES);
+    let registry = tracing_subscriber::registry()
+        .with(super::without_request_dumps())
+        .with(super::log_filter(level));
+    let layer = tracing_subscriber::fmt::layer().with_ansi(false);
+    match file {
+        Ok(file) => registry.with(layer.with_writer(file)).init(),
+        Err(e) => {
+            registry.with(layer.with_writer(std::io::stderr)).init();
+            warn!("cannot open {} ({e}): logging to stderr", path.display());
+        }
+    }
+}
 
 /// `mount.json`: what `mount` settled, read by the daemons, `mounts` and `umount`.
 pub(crate) struct MountInfo {
