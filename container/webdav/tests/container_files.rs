@@ -97,7 +97,14 @@ fn dockerfile_is_a_two_stage_build_on_bookworm() {
             "binaries not stripped ({strip}): {build}"
         );
     }
+}
 
+/// The runtime stage installs what mount.nfs needs and nothing of efs-utils, and leaves a
+/// package database that images built FROM it can still use.
+#[test]
+fn the_runtime_stage_installs_only_what_the_mount_needs() {
+    let all = parse_dockerfile(&container_file("Dockerfile"));
+    let stages = stages(&all);
     let runtime = &stages[1].1;
     let runtime_text: String = runtime
         .iter()
@@ -175,7 +182,15 @@ fn dockerfile_is_a_two_stage_build_on_bookworm() {
     for banned in ["amazon-efs-utils", "stunnel4", "efs-utils"] {
         assert!(!install.args.contains(banned), "installs {banned}");
     }
+}
 
+/// The runtime stage copies both binaries and the entrypoint, runs under tini as root (the
+/// NFS mount needs CAP_SYS_ADMIN), exposes 8080 and has a healthcheck.
+#[test]
+fn the_runtime_stage_runs_the_entrypoint_under_tini() {
+    let all = parse_dockerfile(&container_file("Dockerfile"));
+    let stages = stages(&all);
+    let runtime = &stages[1].1;
     let copies: Vec<&str> = runtime
         .iter()
         .filter(|i| i.keyword == "COPY")
