@@ -108,15 +108,19 @@ impl Bed {
     }
 
     fn mount(&self, extra: &str) -> Output {
-        self.command(BIN)
-            .args([
-                "mount",
-                &format!("{FS}:/"),
-                &self.path("mnt").to_string_lossy(),
-            ])
-            .args(["-o", &self.options(extra)])
-            .output()
-            .unwrap()
+        self.mount_command("mnt", extra).output().unwrap()
+    }
+
+    /// `efs-proxy mount FS:/ <bed>/MOUNTPOINT -o <the bed's options>EXTRA`, not yet run.
+    fn mount_command(&self, mountpoint: &str, extra: &str) -> Command {
+        let mut cmd = self.command(BIN);
+        cmd.args([
+            "mount",
+            &format!("{FS}:/"),
+            &self.path(mountpoint).to_string_lossy(),
+        ])
+        .args(["-o", &self.options(extra)]);
+        cmd
     }
 
     fn mount_dirs(&self) -> Vec<PathBuf> {
@@ -179,6 +183,33 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
+/// SIGKILLs the proxy of the mount in `dir` and waits (15 s at most) until the supervisor's
+/// new proxy has written its pid to `status.json`.
+fn kill_proxy_and_await_restart(dir: &Path) {
+    let old: i32 = read(&dir.join("proxy.pid")).trim().parse().unwrap();
+    let killed = Command::new("kill")
+        .args(["-KILL", &old.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success(), "kill -KILL {old}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let restarted = loop {
+        let new: i32 = read(&dir.join("proxy.pid")).trim().parse().unwrap_or(old);
+        if new != old && read(&dir.join("status.json")).contains(&format!("\"pid\":{new}")) {
+            break true;
+        }
+        if Instant::now() > deadline {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        restarted,
+        "proxy not restarted: {}",
+        read(&dir.join("proxy.log"))
+    );
+}
+
 #[test]
 fn mount_starts_a_supervised_proxy_and_umount_leaves_nothing() {
     let bed = Bed::new(BindBehaviour::ready(0x5a));
@@ -231,28 +262,7 @@ fn mount_starts_a_supervised_proxy_and_umount_leaves_nothing() {
     );
 
     // A killed proxy is restarted on the same port.
-    let old: i32 = read(&dir.join("proxy.pid")).trim().parse().unwrap();
-    let killed = Command::new("kill")
-        .args(["-KILL", &old.to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success(), "kill -KILL {old}");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let restarted = loop {
-        let new: i32 = read(&dir.join("proxy.pid")).trim().parse().unwrap_or(old);
-        if new != old && read(&dir.join("status.json")).contains(&format!("\"pid\":{new}")) {
-            break true;
-        }
-        if Instant::now() > deadline {
-            break false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert!(
-        restarted,
-        "proxy not restarted: {}",
-        read(&dir.join("proxy.log"))
-    );
+    kill_proxy_and_await_restart(dir);
     let probe = std::net::TcpStream::connect(("127.0.0.1", port as u16));
     assert!(probe.is_ok(), "the port closed");
 
@@ -277,33 +287,13 @@ fn the_mount_log_rotates_by_size() {
     const MAX: u64 = 300;
     let bed = Bed::new(BindBehaviour::ready(0x5a));
     let out = bed
-        .command(BIN)
+        .mount_command("mnt", "")
         .env("EFS_PROXY_MOUNT_LOG_MAX_BYTES", MAX.to_string())
-        .args([
-            "mount",
-            &format!("{FS}:/"),
-            &bed.path("mnt").to_string_lossy(),
-        ])
-        .args(["-o", &bed.options("")])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let dir = bed.mount_dirs().remove(0);
-    let old: i32 = read(&dir.join("proxy.pid")).trim().parse().unwrap();
-    assert!(
-        Command::new("kill")
-            .args(["-KILL", &old.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !read(&dir.join("status.json")).contains("\"state\":\"ready\"")
-        || read(&dir.join("proxy.pid")).trim() == old.to_string()
-    {
-        assert!(Instant::now() < deadline, "proxy not restarted");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    kill_proxy_and_await_restart(&dir);
     let size = |name: &str| std::fs::metadata(dir.join(name)).map_or(0, |m| m.len());
     // A file passes the limit by at most the line that made it rotate.
     let line = 1024;
@@ -593,16 +583,7 @@ fn a_second_mount_of_the_same_file_system_shares_its_proxy() {
     let bed = Bed::new(BindBehaviour::ready(0x5a));
     std::fs::create_dir(bed.path("mnt2")).unwrap();
     assert!(bed.mount("").status.success());
-    let out = bed
-        .command(BIN)
-        .args([
-            "mount",
-            &format!("{FS}:/"),
-            &bed.path("mnt2").to_string_lossy(),
-        ])
-        .args(["-o", &bed.options("")])
-        .output()
-        .unwrap();
+    let out = bed.mount_command("mnt2", "").output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(bed.mount_dirs().len(), 1, "one proxy for both");
     let ports: Vec<String> = bed
