@@ -180,18 +180,65 @@ pub async fn idle_connections(addr: SocketAddr, n: usize) -> anyhow::Result<Vec<
     Ok(open)
 }
 
+/// CPU time of a process so far (children that exited included), split where it was spent.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuTimes {
+    /// In the program itself (user mode): for a TLS forwarder, the cipher and its own copies.
+    pub user: Duration,
+    /// In the kernel on its behalf: system calls, socket copies, loopback delivery.
+    pub system: Duration,
+}
+
+impl CpuTimes {
+    /// User and system time together.
+    pub fn total(&self) -> Duration {
+        self.user + self.system
+    }
+}
+
 /// CPU time (user + system, children that exited included) of a process so far.
 pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+    Ok(cpu_times(pid)?.total())
+}
+
+/// [`cpu_time`] split into user and system time.
+pub fn cpu_times(pid: u32) -> anyhow::Result<CpuTimes> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name (which may contain spaces) start after the last ')'.
     let rest = stat.rsplit_once(')').context("odd /proc stat")?.1;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // utime, stime, cutime, cstime are fields 14-17 of the full line: 11-14 here.
-    let ticks: u64 = fields[11..15]
+    let tick = |i: usize| -> anyhow::Result<u64> {
+        let field = fields.get(i).context("short /proc stat")?;
+        Ok(field.parse::<u64>()?)
+    };
+    Ok(CpuTimes {
+        user: ticks(tick(11)? + tick(13)?),
+        system: ticks(tick(12)? + tick(14)?),
+    })
+}
+
+/// Busy CPU time of the whole machine since boot, all CPUs together: everything but idle
+/// and I/O wait (the first line of `/proc/stat`; guest time is already in user time).
+pub fn machine_busy() -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let line = stat.lines().next().context("empty /proc/stat")?;
+    let values: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse::<u64>())
+        .collect::<Result<_, _>>()
+        .context("odd /proc/stat")?;
+    // user nice system idle iowait irq softirq steal [guest guest_nice]
+    let busy = [0, 1, 2, 5, 6, 7]
         .iter()
-        .map(|f| f.parse::<u64>().unwrap_or(0))
+        .filter_map(|&i| values.get(i))
         .sum();
-    Ok(Duration::from_millis(ticks * 1000 / clock_ticks()))
+    Ok(ticks(busy))
+}
+
+fn ticks(count: u64) -> Duration {
+    Duration::from_millis(count * 1000 / clock_ticks())
 }
 
 fn clock_ticks() -> u64 {

@@ -91,8 +91,8 @@ pub(crate) struct Upstream {
     pub(crate) tls: SocketAddr,
     pub(crate) pki: PathBuf,
     pub(crate) plain: SocketAddr,
-    /// The two fake mount targets, stopped when this is dropped.
-    _services: [Service; 2],
+    /// The two fake mount targets (TLS, plaintext), stopped when this is dropped.
+    services: [Service; 2],
 }
 
 impl Upstream {
@@ -120,8 +120,16 @@ impl Upstream {
             tls: tls.addr,
             pki,
             plain: plain.addr,
-            _services: [tls, plain],
+            services: [tls, plain],
         })
+    }
+
+    /// The process of the mount target a forwarder of this kind connects to.
+    fn target_pid(&self, kind: &Kind) -> u32 {
+        match kind {
+            Kind::Direct | Kind::Socat { .. } => self.services[1].pid(),
+            Kind::Stunnel | Kind::Proxy { .. } => self.services[0].pid(),
+        }
     }
 }
 
@@ -143,6 +151,8 @@ pub(crate) struct Forwarder {
 pub(crate) struct Running {
     pub(crate) addr: SocketAddr,
     pub(crate) pid: Option<u32>,
+    /// The mount target it connects to (its CPU time is measured too).
+    pub(crate) target_pid: u32,
     pub(crate) forks: bool,
     pub(crate) _service: Option<Service>,
 }
@@ -182,6 +192,7 @@ pub(crate) async fn start(
         Kind::Direct => Ok(Running {
             addr: up.plain,
             pid: None,
+            target_pid: up.target_pid(&fwd.kind),
             forks: false,
             _service: None,
         }),
@@ -203,6 +214,7 @@ pub(crate) async fn start(
             Ok(Running {
                 addr,
                 pid: Some(service.pid()),
+                target_pid: up.target_pid(&fwd.kind),
                 forks: true,
                 _service: Some(service),
             })
@@ -227,6 +239,7 @@ pub(crate) async fn start(
             Ok(Running {
                 addr,
                 pid: Some(service.pid()),
+                target_pid: up.target_pid(&fwd.kind),
                 forks: false,
                 _service: Some(service),
             })
@@ -236,6 +249,7 @@ pub(crate) async fn start(
             Ok(Running {
                 addr: service.addr,
                 pid: Some(service.pid()),
+                target_pid: up.target_pid(&fwd.kind),
                 forks: false,
                 _service: Some(service),
             })

@@ -52,6 +52,7 @@ use clap::Parser;
 use serde_json::json;
 
 mod args;
+mod floor;
 mod forwarder;
 mod machine;
 mod measure;
@@ -60,7 +61,7 @@ mod report;
 
 use args::Args;
 use forwarder::{Forwarder, Kind, Upstream, sibling};
-use machine::{aes_gcm_ceiling, multiplex_curve};
+use machine::{CIPHER, cipher_s_per_gib, multiplex_curve};
 use measure::{Nfs, measure};
 use pattern::Pattern;
 use report::{Check, PatternResult};
@@ -94,6 +95,7 @@ async fn main() -> anyhow::Result<()> {
         None
     };
 
+    let cipher = cipher_s_per_gib();
     let started = Instant::now();
     let mut results = Vec::new();
     for pattern in &patterns {
@@ -101,12 +103,13 @@ async fn main() -> anyhow::Result<()> {
             (Pattern::Libnfs, Some((relay, nfs))) => (relay, Some(nfs)),
             _ => (&bench_up, None),
         };
-        let result = run_pattern(*pattern, &forwarders, up, nfs, &args, dir.path(), started);
-        results.push(result.await?);
+        let run = run_pattern(*pattern, &forwarders, up, nfs, &args, dir.path(), started);
+        let mut result = run.await?;
+        result.cipher_s_per_gib = cipher;
+        results.push(result);
     }
     drop(libnfs);
 
-    let ceiling = aes_gcm_ceiling().await.unwrap_or(f64::NAN);
     let curve = if args.no_multiplex || !forwarders.iter().any(|f| f.name == "efs-proxy") {
         Vec::new()
     } else {
@@ -124,7 +127,10 @@ async fn main() -> anyhow::Result<()> {
         .iter()
         .map(|r| r.print(&args, &args.baseline))
         .collect();
-    println!("\none-core AES-128-GCM (openssl speed): {ceiling:.0} MiB/s");
+    println!(
+        "\none-core {CIPHER} (ring, 16 KiB records): {:.0} MiB/s = {cipher:.3} s/GiB",
+        1024.0 / cipher
+    );
     if !curve.is_empty() {
         let points: Vec<String> = curve.iter().map(|(n, m)| format!("{n}: {m:.0}")).collect();
         println!(
@@ -137,7 +143,8 @@ async fn main() -> anyhow::Result<()> {
     let doc = json!({
         "rounds": args.rounds,
         "seconds": args.seconds,
-        "aes_128_gcm_one_core_mib_s": ceiling,
+        "cipher": CIPHER,
+        "cipher_one_core_s_per_gib": cipher,
         "patterns": tables,
         "multiplex_write_mib_s": curve.iter().map(|(n, m)| json!({"connections": n, "mib_s": m})).collect::<Vec<_>>(),
     });
@@ -199,6 +206,8 @@ async fn run_pattern(
         pattern,
         order: fwds.iter().map(|f| f.name.clone()).collect(),
         samples: BTreeMap::new(),
+        cipher_s_per_gib: f64::NAN,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()) as f64,
     };
     for round in 0..args.rounds {
         for i in 0..fwds.len() {
@@ -243,7 +252,7 @@ fn print_targets(results: &[PatternResult], args: &Args) {
             print!("{name:<9}");
             for c in checks {
                 let v = c.value.map_or("-".to_string(), |v| format!("{v:.2}"));
-                print!(" {:>13}", format!("{v} {}", c.verdict()));
+                print!(" {:>13}", format!("{v} {}", c.short_verdict()));
             }
             println!();
         }

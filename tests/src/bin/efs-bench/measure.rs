@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use efs_proxy_tests::bench::{self, Flow};
+use efs_proxy_tests::bench::{self, CpuTimes, Flow};
 use tokio::process::{Child, Command};
 
 use crate::args::Args;
@@ -27,12 +27,67 @@ pub(crate) struct Sample {
     pub(crate) read_mib_s: f64,
     pub(crate) cpu_write: Option<f64>,
     pub(crate) cpu_read: Option<f64>,
+    /// Where the machine's CPU went in each phase.
+    pub(crate) split_write: CpuSplit,
+    pub(crate) split_read: CpuSplit,
     pub(crate) rss_idle_kib: Option<f64>,
     pub(crate) rss_peak_kib: Option<f64>,
     pub(crate) idle_conn_kib: Option<f64>,
     /// `perf stat` counts per GiB moved (`--profile`), WRITE and READ.
     pub(crate) profile_write: BTreeMap<String, f64>,
     pub(crate) profile_read: BTreeMap<String, f64>,
+}
+
+/// Where the CPU time of one phase went, per GiB moved: the numbers that say how much of
+/// the machine a forwarder leaves to the client and the mount target (all share its cores).
+#[derive(Default, Debug, Clone, Copy)]
+pub(crate) struct CpuSplit {
+    /// The forwarder's time in the kernel (system calls, socket copies), s/GiB.
+    pub(crate) forwarder_system: Option<f64>,
+    /// The mount target's CPU (user + system), s/GiB.
+    pub(crate) target: Option<f64>,
+    /// The whole machine's busy CPU (client, forwarder, mount target, all else), s/GiB.
+    pub(crate) machine: Option<f64>,
+    /// Cores busy during the phase: the machine's busy time over the phase's duration.
+    pub(crate) cores: Option<f64>,
+}
+
+/// The CPU clocks read before and after a phase.
+struct Clocks {
+    forwarder: Option<CpuTimes>,
+    target: CpuTimes,
+    machine: Duration,
+}
+
+impl Clocks {
+    /// Reads every clock; lets forked children (socat) exit and be reaped first, so that
+    /// their time is counted.
+    async fn read(running: &Running) -> anyhow::Result<Clocks> {
+        if running.forks {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        Ok(Clocks {
+            forwarder: running.pid.map(bench::cpu_times).transpose()?,
+            target: bench::cpu_times(running.target_pid)?,
+            machine: bench::machine_busy()?,
+        })
+    }
+
+    /// The forwarder's CPU s/GiB and the split, from this reading to `after`, for a phase
+    /// that moved `bytes` in `took`.
+    fn per_gib(&self, after: &Clocks, bytes: u64, took: Duration) -> (Option<f64>, CpuSplit) {
+        let gib = bytes as f64 / GIB;
+        let per_gib = |a: Duration, b: Duration| b.saturating_sub(a).as_secs_f64() / gib;
+        let forwarder = self.forwarder.zip(after.forwarder);
+        let machine = after.machine.saturating_sub(self.machine).as_secs_f64();
+        let split = CpuSplit {
+            forwarder_system: forwarder.map(|(a, b)| per_gib(a.system, b.system)),
+            target: Some(per_gib(self.target.total(), after.target.total())),
+            machine: Some(machine / gib),
+            cores: Some(machine / took.as_secs_f64()),
+        };
+        (forwarder.map(|(a, b)| per_gib(a.total(), b.total())), split)
+    }
 }
 
 /// The events `--profile` counts.
@@ -232,17 +287,6 @@ pub(crate) async fn phase(
     }
 }
 
-pub(crate) async fn cpu_after(running: &Running) -> anyhow::Result<Option<Duration>> {
-    let Some(pid) = running.pid else {
-        return Ok(None);
-    };
-    if running.forks {
-        // Let forked children (socat) exit and be reaped, so their time is counted.
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    Ok(Some(bench::cpu_time(pid)?))
-}
-
 /// `--calls` sequential 128-byte calls with the pattern's client, after 200 to warm up;
 /// `None` for patterns whose client cannot make single calls (concN, libnfs).
 async fn latency(
@@ -306,28 +350,26 @@ pub(crate) async fn measure(
             }
         }
     };
-    let cpu0 = cpu_after(&running).await?;
+    let clocks0 = Clocks::read(&running).await?;
     let counting = perf("write").await?;
     let (w, wt) = phase(pattern, Flow::Write, addr, args, nfs, &file).await?;
     if let Some(p) = counting {
         s.profile_write = p.finish(w).await?;
     }
-    let cpu1 = cpu_after(&running).await?;
+    let clocks1 = Clocks::read(&running).await?;
     let counting = perf("read").await?;
     let (r, rt) = phase(pattern, Flow::Read, addr, args, nfs, &file).await?;
     if let Some(p) = counting {
         s.profile_read = p.finish(r).await?;
     }
-    let cpu2 = cpu_after(&running).await?;
+    let clocks2 = Clocks::read(&running).await?;
     if let Some(nfs) = nfs {
         let _ = std::fs::remove_file(nfs.export.join(&file));
     }
     s.write_mib_s = w as f64 / MIB / wt.as_secs_f64();
     s.read_mib_s = r as f64 / MIB / rt.as_secs_f64();
-    if let (Some(c0), Some(c1), Some(c2)) = (cpu0, cpu1, cpu2) {
-        s.cpu_write = Some((c1 - c0).as_secs_f64() / (w as f64 / GIB));
-        s.cpu_read = Some((c2 - c1).as_secs_f64() / (r as f64 / GIB));
-    }
+    (s.cpu_write, s.split_write) = clocks0.per_gib(&clocks1, w, wt);
+    (s.cpu_read, s.split_read) = clocks1.per_gib(&clocks2, r, rt);
     s.rss_peak_kib = memory(running.pid)?.map(|m| m.1);
     if pattern == Pattern::Rust
         && let Some(pid) = running.pid

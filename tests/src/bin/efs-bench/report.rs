@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use serde_json::json;
 
 use crate::args::Args;
-use crate::measure::Sample;
+use crate::floor::Floor;
+use crate::measure::{CpuSplit, Sample};
 use crate::pattern::Pattern;
 
 pub(crate) fn median(mut v: Vec<f64>) -> Option<f64> {
@@ -29,11 +30,35 @@ pub(crate) fn median_sample(rounds: &[Sample]) -> Sample {
         read_mib_s: of(|s| Some(s.read_mib_s)).unwrap_or(f64::NAN),
         cpu_write: of(|s| s.cpu_write),
         cpu_read: of(|s| s.cpu_read),
+        split_write: median_split(rounds.iter().map(|s| &s.split_write)),
+        split_read: median_split(rounds.iter().map(|s| &s.split_read)),
         rss_idle_kib: of(|s| s.rss_idle_kib),
         rss_peak_kib: of(|s| s.rss_peak_kib),
         idle_conn_kib: of(|s| s.idle_conn_kib),
         profile_write: median_map(rounds.iter().map(|s| &s.profile_write)),
         profile_read: median_map(rounds.iter().map(|s| &s.profile_read)),
+    }
+}
+
+/// The median of each figure of a [`CpuSplit`] over rounds.
+fn median_split<'a>(splits: impl Iterator<Item = &'a CpuSplit> + Clone) -> CpuSplit {
+    let of = |get: fn(&CpuSplit) -> Option<f64>| median(splits.clone().filter_map(get).collect());
+    CpuSplit {
+        forwarder_system: of(|s| s.forwarder_system),
+        target: of(|s| s.target),
+        machine: of(|s| s.machine),
+        cores: of(|s| s.cores),
+    }
+}
+
+impl CpuSplit {
+    fn to_json(self) -> serde_json::Value {
+        json!({
+            "forwarder_system_s_per_gib": self.forwarder_system,
+            "mount_target_s_per_gib": self.target,
+            "machine_s_per_gib": self.machine,
+            "busy_cores": self.cores,
+        })
     }
 }
 
@@ -61,6 +86,8 @@ impl Sample {
             "read_mib_s": self.read_mib_s,
             "cpu_s_per_gib_write": self.cpu_write,
             "cpu_s_per_gib_read": self.cpu_read,
+            "cpu_split_write": self.split_write.to_json(),
+            "cpu_split_read": self.split_read.to_json(),
             "rss_idle_kib": self.rss_idle_kib,
             "rss_peak_kib": self.rss_peak_kib,
             "idle_connection_kib": self.idle_conn_kib,
@@ -76,15 +103,36 @@ pub(crate) struct Check {
     pub(crate) value: Option<f64>,
     pub(crate) text: String,
     pub(crate) pass: Option<bool>,
+    /// The best any TLS forwarder could do here ([`Floor`]) and whether that meets the
+    /// target: a missed target whose bound does not is out of reach on this machine.
+    pub(crate) bound: Option<(f64, bool)>,
 }
 
 impl Check {
+    /// PASS, MISS, OUT OF REACH (missed, and no TLS forwarder could meet it here) or n/a.
     pub(crate) fn verdict(&self) -> &'static str {
-        match self.pass {
-            Some(true) => "PASS",
-            Some(false) => "MISS",
-            None => "n/a",
+        match (self.pass, self.bound) {
+            (Some(true), _) => "PASS",
+            (Some(false), Some((_, false))) => "OUT OF REACH",
+            (Some(false), _) => "MISS",
+            (None, _) => "n/a",
         }
+    }
+
+    /// The verdict in at most four letters, for the summary grid.
+    pub(crate) fn short_verdict(&self) -> &'static str {
+        match self.verdict() {
+            "OUT OF REACH" => "OUT",
+            v => v,
+        }
+    }
+
+    /// The target's text with the floor's bound after it.
+    fn with_bound(mut self, unit: &str) -> Check {
+        if let Some((bound, _)) = self.bound {
+            self.text = format!("{} (floor {bound:.2}{unit})", self.text);
+        }
+        self
     }
 }
 
@@ -93,6 +141,10 @@ pub(crate) struct PatternResult {
     pub(crate) pattern: Pattern,
     pub(crate) order: Vec<String>,
     pub(crate) samples: BTreeMap<String, Vec<Sample>>,
+    /// What the cipher costs one core per GiB (for the [`Floor`]).
+    pub(crate) cipher_s_per_gib: f64,
+    /// The machine's cores.
+    pub(crate) cores: f64,
 }
 
 impl PatternResult {
@@ -107,28 +159,36 @@ impl PatternResult {
         median(sa.iter().zip(sb).filter_map(|(x, y)| f(x, y)).collect())
     }
 
-    /// Every target of issue 17 for `proxy` under this pattern, each PASS, MISS or n/a.
+    /// The best case of a TLS forwarder like `proxy` under this pattern, if socat ran too.
+    pub(crate) fn floor(&self, proxy: &str) -> Option<Floor> {
+        Floor::of(self, proxy, self.cipher_s_per_gib, self.cores)
+    }
+
+    /// Every target of issue 17 for `proxy` under this pattern, each PASS, MISS, OUT OF
+    /// REACH or n/a.
     pub(crate) fn checks(&self, proxy: &str) -> Vec<Check> {
         let Some(own) = self.samples.get(proxy).map(|s| median_sample(s)) else {
             return Vec::new();
         };
+        let floor = self.floor(proxy);
         let mut checks: Vec<Check> = RATIO_TARGETS
             .iter()
-            .map(|t| self.ratio_check(proxy, t))
+            .map(|t| self.ratio_check(proxy, t, floor))
             .collect();
-        for (name, value) in [
-            ("CPU W s/GiB", own.cpu_write),
-            ("CPU R s/GiB", own.cpu_read),
+        for (name, value, i) in [
+            ("CPU W s/GiB", own.cpu_write, 0),
+            ("CPU R s/GiB", own.cpu_read, 1),
         ] {
-            checks.push(Check {
+            let bound = floor.map(|f| (f.cpu[i], f.cpu[i] <= 0.6));
+            let shown = value.map_or("-".into(), |v| format!("{v:.2}"));
+            let check = Check {
                 name,
                 value,
-                text: format!(
-                    "{} s/GiB [<= 0.6]",
-                    value.map_or("-".into(), |v| format!("{v:.2}"))
-                ),
+                text: format!("{shown} s/GiB [<= 0.6]"),
                 pass: value.map(|v| v <= 0.6),
-            });
+                bound,
+            };
+            checks.push(check.with_bound(" s/GiB"));
         }
         let added = |who: &str| self.per_round(who, "direct", |x, d| Some(x.p50_us? - d.p50_us?));
         let (mine, socat) = (added(proxy), added("socat"));
@@ -140,6 +200,7 @@ impl PatternResult {
                 _ => "not measured with this pattern".into(),
             },
             pass: mine.zip(socat).map(|(m, s)| m <= s + 10.0),
+            bound: None,
         });
         let rss_mib = own.rss_peak_kib.map(|k| k / 1024.0);
         checks.push(Check {
@@ -150,27 +211,36 @@ impl PatternResult {
                 rss_mib.map_or("-".into(), |m| format!("{m:.1}"))
             ),
             pass: rss_mib.map(|m| m <= 16.0),
+            bound: None,
         });
         checks
     }
 
-    /// One ratio target: the median over rounds of `proxy`'s figure over the baseline's.
-    fn ratio_check(&self, proxy: &str, target: &RatioTarget) -> Check {
+    /// One ratio target: the median over rounds of `proxy`'s figure over the baseline's,
+    /// and the floor's figure over the baseline's median.
+    fn ratio_check(&self, proxy: &str, target: &RatioTarget, floor: Option<Floor>) -> Check {
         let get = target.figure;
         let value = self.per_round(proxy, target.base, |p, b| Some(get(p)? / get(b)?));
         let (at_least, at_most) = (target.at_least, target.at_most);
-        let pass = value.map(|v| at_least.is_none_or(|t| v >= t) && at_most.is_none_or(|t| v <= t));
-        let bound = at_least.map_or_else(
+        let meets = |v: f64| at_least.is_none_or(|t| v >= t) && at_most.is_none_or(|t| v <= t);
+        let base = self.samples.get(target.base).map(|s| median_sample(s));
+        let bound = floor
+            .zip(base.as_ref().and_then(get))
+            .map(|(f, b)| (target.floor)(&f) / b)
+            .map(|b| (b, meets(b)));
+        let limit = at_least.map_or_else(
             || format!("<= {:.1}", at_most.unwrap_or(f64::NAN)),
             |t| format!(">= {t:.1}"),
         );
         let shown = value.map_or("-".into(), |v| format!("{v:.2}x"));
-        Check {
+        let check = Check {
             name: target.name,
             value,
-            text: format!("{shown} {} [{bound}]", target.base),
-            pass,
-        }
+            text: format!("{shown} {} [{limit}]", target.base),
+            pass: value.map(meets),
+            bound,
+        };
+        check.with_bound("x")
     }
 
     /// efs-proxy and the baselines measured with this pattern.
@@ -192,6 +262,7 @@ impl PatternResult {
             if args.rounds == 1 { "" } else { "s" }
         );
         let figures = self.print_figures();
+        self.print_split();
         if args.profile {
             self.print_profile();
         }
@@ -243,6 +314,31 @@ impl PatternResult {
         figures
     }
 
+    /// Where the CPU went in each direction: the forwarder (and its kernel part), the mount
+    /// target, the whole machine, and how many cores were busy.
+    fn print_split(&self) {
+        println!(
+            "CPU per GiB moved, s/GiB:   {:>9} {:>9} {:>9} {:>9} {:>11}",
+            "forwarder", "(kernel)", "target", "machine", "busy cores"
+        );
+        for (name, rounds) in self.in_order() {
+            let m = median_sample(rounds);
+            for (dir, cpu, split) in [
+                ("W", m.cpu_write, m.split_write),
+                ("R", m.cpu_read, m.split_read),
+            ] {
+                println!(
+                    "  {name:<10} {dir}              {:>9} {:>9} {:>9} {:>9} {:>11}",
+                    opt(cpu, 2),
+                    opt(split.forwarder_system, 2),
+                    opt(split.target, 2),
+                    opt(split.machine, 2),
+                    opt(split.cores, 2),
+                );
+            }
+        }
+    }
+
     /// The forwarders in the order they were first measured, with their rounds.
     fn in_order(&self) -> impl Iterator<Item = (&String, &Vec<Sample>)> {
         self.order
@@ -289,15 +385,21 @@ impl PatternResult {
             if checks.is_empty() {
                 continue;
             }
+            if let Some(f) = self.floor(&proxy) {
+                println!(
+                    "floor of a TLS forwarder here (socket work + cipher, {:.0} cores): CPU W {:.2} R {:.2} s/GiB, at most W {:.0} R {:.0} MiB/s",
+                    self.cores, f.cpu[0], f.cpu[1], f.throughput[0], f.throughput[1]
+                );
+            }
             println!("{proxy} against the targets of issue 17 (medians of per-round ratios):");
             for c in &checks {
-                println!("  {:<14} {:<48} {}", c.name, c.text, c.verdict());
+                println!("  {:<14} {:<64} {}", c.name, c.text, c.verdict());
             }
             targets.insert(
                 proxy,
                 checks
                     .iter()
-                    .map(|c| json!({"target": c.name, "value": c.value, "text": c.text, "verdict": c.verdict()}))
+                    .map(|c| json!({"target": c.name, "value": c.value, "floor": c.bound.map(|b| b.0), "text": c.text, "verdict": c.verdict()}))
                     .collect(),
             );
         }
@@ -347,6 +449,8 @@ struct RatioTarget {
     figure: fn(&Sample) -> Option<f64>,
     at_least: Option<f64>,
     at_most: Option<f64>,
+    /// The [`Floor`]'s figure of the same kind (its ratio to the baseline is the bound).
+    floor: fn(&Floor) -> f64,
 }
 
 /// Throughput ≥ 1.5× stunnel and ≥ 0.8× socat (128 KiB); CPU per GiB ≤ 0.5× stunnel's.
@@ -357,6 +461,7 @@ const RATIO_TARGETS: &[RatioTarget] = &[
         figure: |s| Some(s.write_mib_s),
         at_least: Some(1.5),
         at_most: None,
+        floor: |f| f.throughput[0],
     },
     RatioTarget {
         name: "READ/stunnel",
@@ -364,6 +469,7 @@ const RATIO_TARGETS: &[RatioTarget] = &[
         figure: |s| Some(s.read_mib_s),
         at_least: Some(1.5),
         at_most: None,
+        floor: |f| f.throughput[1],
     },
     RatioTarget {
         name: "WRITE/socat",
@@ -371,6 +477,7 @@ const RATIO_TARGETS: &[RatioTarget] = &[
         figure: |s| Some(s.write_mib_s),
         at_least: Some(0.8),
         at_most: None,
+        floor: |f| f.throughput[0],
     },
     RatioTarget {
         name: "READ/socat",
@@ -378,6 +485,7 @@ const RATIO_TARGETS: &[RatioTarget] = &[
         figure: |s| Some(s.read_mib_s),
         at_least: Some(0.8),
         at_most: None,
+        floor: |f| f.throughput[1],
     },
     RatioTarget {
         name: "CPU W/stunnel",
@@ -385,6 +493,7 @@ const RATIO_TARGETS: &[RatioTarget] = &[
         figure: |s| s.cpu_write,
         at_least: None,
         at_most: Some(0.5),
+        floor: |f| f.cpu[0],
     },
     RatioTarget {
         name: "CPU R/stunnel",
@@ -392,5 +501,6 @@ const RATIO_TARGETS: &[RatioTarget] = &[
         figure: |s| s.cpu_read,
         at_least: None,
         at_most: Some(0.5),
+        floor: |f| f.cpu[1],
     },
 ];
