@@ -268,9 +268,13 @@ impl PatternResult {
         }
         let targets = self.print_targets(baselines);
         let before_after = self.print_before_after(baselines);
+        let floor = self
+            .floor("efs-proxy")
+            .map(|f| json!({"cpu_s_per_gib": f.cpu, "max_mib_s": f.throughput}));
         json!({
             "pattern": self.pattern.name(),
             "description": self.pattern.describe(args),
+            "floor_write_read": floor,
             "figures": figures,
             "targets": targets,
             "before_after": before_after,
