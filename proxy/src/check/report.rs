@@ -2,7 +2,7 @@
 //! printed as text (`✓ dns  0.12 ms  …`) or as one JSON document.
 //!
 //! The JSON field names, the step names and the problem ids are an interface:
-//! `container/entrypoint.sh` classifies a failed preflight by them, and `proxy/tests/check.rs`
+//! `container/entrypoint.sh` classifies a failed preflight by them, and `proxy/tests/check/`
 //! pins them. Change them only together with those.
 
 use std::fmt;
@@ -399,7 +399,7 @@ mod tests {
         assert_eq!(human(Duration::from_secs(3 * 3600 + 120)), "3 h 2 min");
     }
 
-    /// The names themselves are pinned by tests/check.rs (container/entrypoint.sh reads them).
+    /// The names themselves are pinned by proxy/tests/check/ (container/entrypoint.sh reads them).
     #[test]
     fn step_names_are_distinct_and_pad_in_the_text_line() {
         let mut names: Vec<&str> = StepName::ALL.iter().map(|s| s.as_str()).collect();
