@@ -113,18 +113,8 @@ impl Outcome {
             );
         }
         assert!(line.contains(". Fix: "), "no fix on the line: {line}");
-        let steps = [
-            "config",
-            "credentials",
-            "dns",
-            "tcp",
-            "tls",
-            "client-cert",
-            "bind",
-            "nfs-null",
-        ];
-        let at = steps.iter().position(|s| *s == step).unwrap();
-        for later in &steps[at + 1..] {
+        let at = STEPS.iter().position(|s| *s == step).unwrap();
+        for later in &STEPS[at + 1..] {
             let line = self.line(later);
             assert!(
                 line.starts_with("— ") && line.contains(&format!("skipped: {step} failed")),
@@ -149,6 +139,24 @@ impl Outcome {
         format!("{}\n--- stderr ---\n{}", self.stdout, self.stderr)
     }
 }
+
+/// `check` of the bed's own target with the plain client certificate and no credentials.
+async fn check_with_plain_cert(bed: &TestBed) -> Outcome {
+    let target = bed.target.addr().to_string();
+    check(&cert_args(bed, &target), &env(bed, false)).await
+}
+
+/// The steps of a report, in order.
+const STEPS: [&str; 8] = [
+    "config",
+    "credentials",
+    "dns",
+    "tcp",
+    "tls",
+    "client-cert",
+    "bind",
+    "nfs-null",
+];
 
 async fn check(args: &[String], env: &[(&str, &str)]) -> Outcome {
     let (code, stdout, stderr) = run_to_exit_with_env(bin(), args, env).await.unwrap();

@@ -29,11 +29,7 @@ async fn a_certificate_without_iam_signature_is_tls_without_iam() {
 #[tokio::test]
 async fn a_plain_client_certificate_is_tls_without_iam() {
     let world = iam_bed().await;
-    let out = check(
-        &cert_args(&world, &world.target.addr().to_string()),
-        &env(&world, false),
-    )
-    .await;
+    let out = check_with_plain_cert(&world).await;
     out.assert_failed(
         "bind",
         &[

@@ -35,11 +35,7 @@ async fn a_peer_that_is_not_tls_is_named_with_what_it_sent() {
 async fn a_plaintext_target_that_answers_nothing_is_no_tls() {
     // The fake target without TLS, whose backend never answers: neither TLS nor NFS.
     let world = plaintext_bed(Responder::Silent).await;
-    let out = check(
-        &cert_args(&world, &world.target.addr().to_string()),
-        &env(&world, false),
-    )
-    .await;
+    let out = check_with_plain_cert(&world).await;
     out.assert_failed(
         "tls",
         &[

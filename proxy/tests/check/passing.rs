@@ -8,16 +8,7 @@ async fn every_step_passes_with_an_iam_certificate_and_an_nfs_null_call() {
     let world = iam_bed().await;
     let out = check(&iam_args(&world, &["--nfs-null"]), &env(&world, true)).await;
     assert_eq!(out.code, Some(0), "{}", out.all());
-    for step in [
-        "config",
-        "credentials",
-        "dns",
-        "tcp",
-        "tls",
-        "client-cert",
-        "bind",
-        "nfs-null",
-    ] {
+    for step in STEPS {
         assert!(out.line(step).starts_with("✓ "), "{}", out.all());
     }
     assert!(
@@ -84,19 +75,7 @@ async fn json_report_parses_and_carries_each_steps_facts() {
     );
     let steps = report["steps"].as_array().unwrap();
     let names: Vec<&str> = steps.iter().map(|s| s["step"].as_str().unwrap()).collect();
-    assert_eq!(
-        names,
-        [
-            "config",
-            "credentials",
-            "dns",
-            "tcp",
-            "tls",
-            "client-cert",
-            "bind",
-            "nfs-null"
-        ]
-    );
+    assert_eq!(names, STEPS);
     for step in steps {
         assert_eq!(step["status"], "pass", "{step}");
         assert!(step["ms"].as_f64().is_some(), "{step}");

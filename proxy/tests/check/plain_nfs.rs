@@ -6,11 +6,7 @@ use super::*;
 #[tokio::test]
 async fn plain_nfs_server_is_named_with_the_access_denied_explanation() {
     let world = plaintext_bed(Responder::Echo).await;
-    let out = check(
-        &cert_args(&world, &world.target.addr().to_string()),
-        &env(&world, false),
-    )
-    .await;
+    let out = check_with_plain_cert(&world).await;
     out.assert_failed(
         "tls",
         &[

@@ -92,30 +92,14 @@ fn a_silent_target_times_out_missing_credentials_and_a_failed_nfs_mount_clean_up
     assert_fails(&bed, &out, 32, &["no READY bind within 2 s"]);
     drop(silent);
 
-    let out = bed
-        .command(BIN)
-        .args([
-            "mount",
-            FS,
-            &bed.path("mnt").to_string_lossy(),
-            "-o",
-            &bed.options(""),
-        ])
+    let out = mount_by_id(&bed)
         .env_remove("AWS_ACCESS_KEY_ID")
         .env_remove("AWS_SECRET_ACCESS_KEY")
         .output()
         .unwrap();
     assert_fails(&bed, &out, 32, &["no AWS credentials"]);
 
-    let out = bed
-        .command(BIN)
-        .args([
-            "mount",
-            FS,
-            &bed.path("mnt").to_string_lossy(),
-            "-o",
-            &bed.options(""),
-        ])
+    let out = mount_by_id(&bed)
         .env("STUB_MOUNT_FAIL", "1")
         .output()
         .unwrap();
@@ -135,4 +119,13 @@ fn a_silent_target_times_out_missing_credentials_and_a_failed_nfs_mount_clean_up
         32,
         &[&format!("cannot listen on 127.0.0.1:{port}")],
     );
+}
+
+/// `efs-proxy mount FS <bed>/mnt -o <the bed's options>`, the file system named by its id
+/// alone, not yet run.
+fn mount_by_id(bed: &Bed) -> Command {
+    let mut cmd = bed.command(BIN);
+    cmd.args(["mount", FS, &bed.path("mnt").to_string_lossy()])
+        .args(["-o", &bed.options("")]);
+    cmd
 }

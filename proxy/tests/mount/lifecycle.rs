@@ -59,11 +59,7 @@ fn mount_starts_a_supervised_proxy_and_umount_leaves_nothing() {
     let probe = std::net::TcpStream::connect(("127.0.0.1", port as u16));
     assert!(probe.is_ok(), "the port closed");
 
-    let out = bed
-        .command(BIN)
-        .args(["umount", &mnt.to_string_lossy()])
-        .output()
-        .unwrap();
+    let out = bed.umount("mnt");
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         bed.stub_log()
@@ -110,10 +106,7 @@ fn the_mount_log_rotates_by_size() {
         "more than one rotated file"
     );
 
-    let mnt = bed.path("mnt").to_string_lossy().into_owned();
-    let out = bed.command(BIN).args(["umount", &mnt]).output().unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    bed.assert_nothing_left();
+    bed.umount_last("mnt");
 }
 
 #[test]
@@ -158,13 +151,7 @@ fn umount_then_mount_at_once_replaces_the_lingering_proxy() {
     assert_eq!(second.len(), 1);
     assert_ne!(first, second, "a new proxy serves the new mount");
     assert_eq!(bed.processes().len(), 2, "the lingering proxy was stopped");
-    let out = bed
-        .command(BIN)
-        .args(["umount", &bed.path("mnt").to_string_lossy()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    bed.assert_nothing_left();
+    bed.umount_last("mnt");
 }
 
 #[test]
@@ -196,22 +183,12 @@ fn a_second_mount_of_the_same_file_system_shares_its_proxy() {
         listing.contains("mnt,") || listing.contains("mnt2,"),
         "{listing}"
     );
-    let out = bed
-        .command(BIN)
-        .args(["umount", &bed.path("mnt").to_string_lossy()])
-        .output()
-        .unwrap();
+    let out = bed.umount("mnt");
     assert!(
         text(&out).contains("still serves other mounts"),
         "{}",
         text(&out)
     );
     assert_eq!(bed.processes().len(), 2);
-    let out = bed
-        .command(BIN)
-        .args(["umount", &bed.path("mnt2").to_string_lossy()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    bed.assert_nothing_left();
+    bed.umount_last("mnt2");
 }

@@ -127,6 +127,21 @@ impl Bed {
         cmd
     }
 
+    /// `efs-proxy umount <bed>/MOUNTPOINT`, run.
+    fn umount(&self, mountpoint: &str) -> Output {
+        self.command(BIN)
+            .args(["umount", &self.path(mountpoint).to_string_lossy()])
+            .output()
+            .unwrap()
+    }
+
+    /// Unmounts MOUNTPOINT, the last mount: it succeeds and leaves no process or state.
+    fn umount_last(&self, mountpoint: &str) {
+        let out = self.umount(mountpoint);
+        assert!(out.status.success(), "{}", text(&out));
+        self.assert_nothing_left();
+    }
+
     fn mount_dirs(&self) -> Vec<PathBuf> {
         std::fs::read_dir(self.state())
             .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())

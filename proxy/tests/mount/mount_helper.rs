@@ -30,13 +30,7 @@ fn the_helper_name_selects_the_type_and_mount_8_arguments_work() {
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     assert!(bed.stub_log().contains("nfsvers=4.2,") && bed.stub_log().contains(",rw,port="));
-    let out = bed
-        .command(BIN)
-        .args(["umount", &bed.path("mnt").to_string_lossy()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    bed.assert_nothing_left();
+    bed.umount_last("mnt");
 }
 
 #[test]
