@@ -8,7 +8,7 @@
 #   2. preflight: efs-proxy check --json with the same target options (DNS, TCP, TLS, client
 #      certificate, bind); a failed step is reported as one diagnosis and one fix, exit 1
 #   3. mount -t nfs4 -o nfsvers=4.2,port=20049,hard,... 127.0.0.1:/ /mnt/s3files
-#   4. efs-webdav --listen 0.0.0.0:8080 --root /mnt/s3files; prints "entrypoint: ready"
+#   4. efs-webdav --listen 0.0.0.0:8080 --root /mnt/s3files --chroot; prints "entrypoint: ready"
 #   5. SIGTERM/SIGINT: stop WebDAV, unmount (forced, then lazily, if busy or hung), stop the
 #      proxy, exit 0. If the proxy dies meanwhile it is restarted (the hard mount reconnects);
 #      if WebDAV dies the container stops with status 1 (compose's restart policy brings it
@@ -312,7 +312,8 @@ mount_nfs() {
 
 # start_webdav: efs-webdav serving MOUNT_POINT; waits for its "listening on".
 start_webdav() {
-  set -- --log-level "$LOG_LEVEL" --listen "$WEBDAV_LISTEN" --root "$MOUNT_POINT" --grace "$WEBDAV_GRACE"
+  # --chroot: the kernel keeps every path (symbolic links included) inside the mount.
+  set -- --log-level "$LOG_LEVEL" --listen "$WEBDAV_LISTEN" --root "$MOUNT_POINT" --chroot --grace "$WEBDAV_GRACE"
   if [ -n "${WEBDAV_PASSWORD_FILE:-}" ]; then
     { [ -f "$WEBDAV_PASSWORD_FILE" ] && [ -r "$WEBDAV_PASSWORD_FILE" ]; } ||
       fail "WEBDAV_PASSWORD_FILE $WEBDAV_PASSWORD_FILE is not a readable file" \

@@ -15,11 +15,12 @@
 #      exits 1 within seconds with the fix line about the kernel's NFSv4 client. The image's
 #      HEALTHCHECK reports a container without the mount unhealthy.
 #   3. TEST_SERVE_DIR (the entrypoint's test-only switch: WebDAV from a directory, no proxy,
-#      no mount) with the password file docker-mount.sh hands over: litmus (all five groups,
-#      100 %), a Finder session (WebDAVFS User-Agent: OPTIONS, PROPFIND quota, LOCK, chunked
-#      PUT with X-Expected-Entity-Length, UNLOCK, ._* and .DS_Store answered but not stored,
-#      GET back by sha256) on the published port, the healthcheck healthy, and `podman stop`
-#      (SIGTERM through tini) exits 0 well inside the 60 s grace period.
+#      no mount) with the password file docker-mount.sh hands over, efs-webdav confined to
+#      that directory (chroot): litmus (all five groups, 100 %), a Finder session (WebDAVFS
+#      User-Agent: OPTIONS, PROPFIND quota, LOCK, chunked PUT with X-Expected-Entity-Length,
+#      UNLOCK, ._* and .DS_Store answered but not stored, GET back by sha256) on the
+#      published port, the healthcheck healthy, and `podman stop` (SIGTERM through tini)
+#      exits 0 well inside the 60 s grace period.
 #
 #   tests/e2e/container-image.sh     (root; Debian packages podman runc debootstrap litmus
 #                                     curl binutils: tests/harness/install-deps.sh)
@@ -260,6 +261,14 @@ serve_start() {
   code=$(curl -s -m 10 -o /dev/null -w '%{http_code}' -X OPTIONS "$URL/")
   [ "$code" = 401 ] || die "OPTIONS without the password answered $code on $URL (expected 401: the password file is not in force)"
   echo "ready in ${T[serve ready]} s on $URL (published 127.0.0.1:$PORT); without the password: 401"
+  # The entrypoint confines efs-webdav to the served tree (--chroot): its root directory, as
+  # the kernel keeps it, is the served directory, so no symbolic link leads out, race or not.
+  local confined
+  confined=$(podman exec "$CT_SERVE" sh -c \
+    'for d in /proc/[0-9]*; do [ "$(cat "$d/comm" 2>/dev/null)" = efs-webdav ] && readlink "$d/root"; done')
+  [ "$confined" = /srv/webdav-test ] ||
+    die "efs-webdav's root directory is '${confined:-?}', not the served /srv/webdav-test: the entrypoint no longer passes --chroot"
+  echo "efs-webdav confined to the served directory (its root directory: $confined)"
 }
 
 run_litmus() {

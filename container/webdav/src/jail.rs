@@ -9,8 +9,10 @@
 //! root keep working.
 //!
 //! The check and the operation are two steps: an NFS client that swaps a directory for a link
-//! between them could still win that race. Closing it would need `openat2(RESOLVE_BENEATH)` for
-//! every operation, which `LocalFs` does not do.
+//! between them could still win that race. `efs-webdav --chroot` (the container's setting)
+//! closes it for the whole process: after chroot(2) to the root, the kernel resolves every
+//! path inside it, and this check runs against `/`. Closing it without chroot would need
+//! `openat2(RESOLVE_BENEATH)` for every operation, which `LocalFs` does not do.
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};

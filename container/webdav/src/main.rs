@@ -30,6 +30,13 @@ struct Args {
     /// Directory to serve: the NFS mount point.
     #[arg(long, value_name = "DIR")]
     root: PathBuf,
+    /// Confine the server to --root with chroot(2) before serving (needs root or
+    /// CAP_SYS_CHROOT; the container's entrypoint sets it). Then the kernel resolves every
+    /// path, symbolic links included, inside the root: an absolute link means the same path
+    /// under the root, and no race between the per-request link check and the operation can
+    /// reach a file outside. Without it the per-request check alone holds links inside.
+    #[arg(long)]
+    chroot: bool,
     /// User name for basic authentication.
     #[arg(long, env = "WEBDAV_USER", value_name = "NAME")]
     user: Option<String>,
@@ -97,6 +104,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             args.listen
         );
     }
+    let root = confine(&args)?;
     let limits = MemoryLimits {
         metadata_bytes: args.metadata_limit_mib.saturating_mul(1 << 20),
         props_bytes: args.props_limit_mib.saturating_mul(1 << 20),
@@ -109,18 +117,36 @@ async fn run(args: Args) -> anyhow::Result<()> {
         allow_hosts: args.allow_hosts.clone(),
         max_connections: args.max_connections as usize,
         body_timeout: Duration::from_secs(args.body_timeout),
-        ..ServerConfig::new(args.listen, args.root.clone())
+        ..ServerConfig::new(args.listen, root)
     })
     .await?;
     let addr = server.local_addr().context("reading the listen address")?;
     tracing::info!(
         root = %args.root.display(),
+        chroot = args.chroot,
         public_port = server.public_port(),
         "serving WebDAV on http://{addr}/"
     );
     announce(addr)?;
     server.run(stop_signal()).await;
     Ok(())
+}
+
+/// The directory to serve: `--root`, or with `--chroot` the new `/` after confining the whole
+/// process to `--root` (files outside it, such as the password file, are read before).
+fn confine(args: &Args) -> anyhow::Result<PathBuf> {
+    if !args.chroot {
+        return Ok(args.root.clone());
+    }
+    std::os::unix::fs::chroot(&args.root).with_context(|| {
+        format!(
+            "--chroot: cannot confine the server to --root {}: run it as root (or with \
+             CAP_SYS_CHROOT) on an existing directory, or leave out --chroot",
+            args.root.display()
+        )
+    })?;
+    std::env::set_current_dir("/").context("--chroot: entering the new root")?;
+    Ok(PathBuf::from("/"))
 }
 
 fn auth_from(args: &Args) -> anyhow::Result<Option<BasicAuth>> {

@@ -225,11 +225,8 @@ fn escaping_requests(a: SocketAddr) -> Vec<Case<'static>> {
     ]
 }
 
-#[test]
-fn symbolic_links_out_of_the_root_are_not_followed() {
-    let t = tree();
-    let server = start(&t.root, &[], &[]);
-    let a = server.addr;
+/// Every escaping request is refused and nothing outside the root is read or changed.
+fn assert_escaping_requests_refused(a: SocketAddr, t: &Tree) {
     for (method, path, headers, body) in escaping_requests(a) {
         let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
         let r = request(a, method, path, &headers, body);
@@ -243,7 +240,15 @@ fn symbolic_links_out_of_the_root_are_not_followed() {
         );
         assert!(!r.text().contains("keys"), "{method} {path}: {}", r.text());
     }
-    outside_untouched(&t);
+    outside_untouched(t);
+}
+
+#[test]
+fn symbolic_links_out_of_the_root_are_not_followed() {
+    let t = tree();
+    let server = start(&t.root, &[], &[]);
+    let a = server.addr;
+    assert_escaping_requests_refused(a, &t);
     assert!(!t.root.join("stolen").exists() && !t.root.join("stolen-dir").exists());
 
     // Listings leave links out (dav-server's PROPFIND), and never show what is behind them.
@@ -279,6 +284,36 @@ fn symbolic_links_out_of_the_root_are_not_followed() {
         assert_eq!(r.status, 204, "DELETE {link}: {}", r.text());
         assert!(!t.root.join(&link[1..]).is_symlink());
     }
+    outside_untouched(&t);
+}
+
+#[test]
+fn with_chroot_the_kernel_keeps_every_path_inside_the_root() {
+    use std::os::unix::fs::MetadataExt;
+    if std::fs::metadata("/proc/self").unwrap().uid() != 0 {
+        eprintln!("skipped: --chroot needs root (CI runs as root)");
+        return;
+    }
+    let t = tree();
+    let server = start(&t.root, &["--chroot"], &[]);
+    let a = server.addr;
+    // The process's root directory is the served tree: whatever a link says, and however
+    // the tree changes between the link check and the operation, the kernel resolves paths
+    // inside it.
+    let root_dir = std::fs::read_link(format!("/proc/{}/root", server.child.id())).unwrap();
+    assert_eq!(root_dir, std::fs::canonicalize(&t.root).unwrap());
+    assert_escaping_requests_refused(a, &t);
+
+    // An absolute link names a path under the root: given a file there, that is served.
+    let mirrored = t.root.join(t.outside.strip_prefix("/").unwrap());
+    std::fs::create_dir_all(&mirrored).unwrap();
+    std::fs::write(mirrored.join("secret"), b"the bucket's own file").unwrap();
+    let r = request(a, "GET", "/out-file", &[], Body::None);
+    assert_eq!(r.body, b"the bucket's own file", "{}", r.text());
+    assert_eq!(
+        request(a, "GET", "/in-link", &[], Body::None).body,
+        b"inside"
+    );
     outside_untouched(&t);
 }
 

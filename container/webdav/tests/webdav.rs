@@ -342,6 +342,21 @@ fn errors_name_the_problem_and_the_fix() {
         err.contains("--root /nonexistent/mnt") && err.contains("mount point"),
         "{err}"
     );
+    let err = run_failing(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--root",
+            "/nonexistent/mnt",
+            "--chroot",
+        ],
+        &[],
+    );
+    assert!(
+        err.contains("--chroot: cannot confine the server to --root /nonexistent/mnt")
+            && err.contains("CAP_SYS_CHROOT"),
+        "{err}"
+    );
     let root = tempfile::tempdir().unwrap();
     let root = root.path().to_str().unwrap();
     let err = run_failing(
