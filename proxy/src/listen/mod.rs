@@ -6,6 +6,7 @@
 
 pub(crate) mod accept;
 pub(crate) mod peer;
+mod sock_diag;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -299,8 +300,8 @@ async fn peer_allowed(client: &TcpStream, peer: SocketAddr, shared: &Shared) -> 
             let mut byte = [0u8; 1];
             if !matches!(client.try_read(&mut byte), Ok(0)) {
                 warn!(
-                    "refused: cannot tell which user owns the connection from {peer} (not in \
-                     /proc/net/tcp{{,6}}); --allow-uid any serves everyone"
+                    "refused: cannot tell which user owns the connection from {peer} (neither \
+                     sock_diag nor /proc/net/tcp{{,6}} lists it); --allow-uid any serves everyone"
                 );
             }
             false

@@ -1,10 +1,12 @@
 //! Who may use this host's IAM identity: the owner uid of a connecting loopback socket.
 //!
 //! Every client connection gets an NFS session signed with this host's credentials, so any
-//! local user with a user-space NFS client could act as any AUTH_SYS uid. On Linux the owner
-//! of the client's socket is in `/proc/net/tcp` and `/proc/net/tcp6` (the line whose local
-//! address is the peer's and whose remote address is the listener's); by default only uid 0
-//! (the kernel NFS client) and the proxy's own uid are served.
+//! local user with a user-space NFS client could act as any AUTH_SYS uid. On Linux the kernel
+//! knows the owner of the client's socket: asked by the socket's addresses (sock_diag, see
+//! `sock_diag.rs`), or, where that is not available, listed in `/proc/net/tcp` and
+//! `/proc/net/tcp6` (the line whose local address is the peer's and whose remote address is
+//! the listener's). By default only uid 0 (the kernel NFS client) and the proxy's own uid are
+//! served.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -73,8 +75,13 @@ pub(crate) fn effective_uid() -> u32 {
 }
 
 /// The owner uid of the socket at `peer` connected to `local` (both on this host), if the
-/// kernel lists it; `None` off Linux or when the socket is already gone.
+/// kernel knows it; `None` off Linux or when the socket is already gone.
 pub(crate) fn socket_owner(peer: SocketAddr, local: SocketAddr) -> Option<u32> {
+    super::sock_diag::owner(peer, local).or_else(|| proc_net_tcp_owner(peer, local))
+}
+
+/// [`socket_owner`] from the text tables, read whole: for kernels without sock_diag.
+fn proc_net_tcp_owner(peer: SocketAddr, local: SocketAddr) -> Option<u32> {
     ["/proc/net/tcp", "/proc/net/tcp6"].iter().find_map(|path| {
         let table = std::fs::read_to_string(path).ok()?;
         owner_in_table(&table, peer, local)
@@ -168,9 +175,8 @@ mod tests {
         let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (_server, peer) = listener.accept().unwrap();
         assert_eq!(peer, client.local_addr().unwrap());
-        assert_eq!(
-            socket_owner(peer, listener.local_addr().unwrap()),
-            Some(effective_uid())
-        );
+        let local = listener.local_addr().unwrap();
+        assert_eq!(socket_owner(peer, local), Some(effective_uid()));
+        assert_eq!(proc_net_tcp_owner(peer, local), Some(effective_uid()));
     }
 }
