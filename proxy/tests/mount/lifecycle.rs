@@ -115,12 +115,7 @@ fn a_plain_umount_stops_the_proxy_after_the_grace_period() {
     let out = bed.mount("");
     assert!(out.status.success(), "{}", text(&out));
     std::thread::sleep(Duration::from_millis(1500)); // the watch sees the mount
-    let out = bed
-        .command(&bed.path("stub-umount").to_string_lossy())
-        .arg(bed.path("mnt"))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    bed.plain_umount();
     let start = Instant::now();
     while !bed.mount_dirs().is_empty() && start.elapsed() < Duration::from_secs(20) {
         std::thread::sleep(Duration::from_millis(100));
@@ -138,12 +133,7 @@ fn umount_then_mount_at_once_replaces_the_lingering_proxy() {
     let bed = Bed::new(BindBehaviour::ready(0x5a));
     assert!(bed.mount("").status.success());
     let first = bed.mount_dirs();
-    let out = bed
-        .command(&bed.path("stub-umount").to_string_lossy())
-        .arg(bed.path("mnt"))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    bed.plain_umount();
     // Within the grace period: the old proxy still runs, the mount is gone.
     let out = bed.mount("");
     assert!(out.status.success(), "{}", text(&out));

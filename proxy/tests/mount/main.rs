@@ -135,6 +135,17 @@ impl Bed {
             .unwrap()
     }
 
+    /// A plain `umount <bed>/mnt` (the stub), as a user would run it without the proxy: it
+    /// succeeds.
+    fn plain_umount(&self) {
+        let out = self
+            .command(&self.path("stub-umount").to_string_lossy())
+            .arg(self.path("mnt"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+    }
+
     /// Unmounts MOUNTPOINT, the last mount: it succeeds and leaves no process or state.
     fn umount_last(&self, mountpoint: &str) {
         let out = self.umount(mountpoint);
