@@ -196,12 +196,7 @@ impl CpuTimes {
     }
 }
 
-/// CPU time (user + system, children that exited included) of a process so far.
-pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
-    Ok(cpu_times(pid)?.total())
-}
-
-/// [`cpu_time`] split into user and system time.
+/// CPU time of a process so far (children that exited included), user and system apart.
 pub fn cpu_times(pid: u32) -> anyhow::Result<CpuTimes> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name (which may contain spaces) start after the last ')'.

@@ -44,11 +44,7 @@ fn an_untrusted_server_is_diagnosed_and_nothing_mounted() {
         bed.target,
         bed.path("other/ca.pem").display()
     );
-    let out = bed
-        .command(BIN)
-        .args(["mount", FS, &bed.path("mnt").to_string_lossy(), "-o", &opts])
-        .output()
-        .unwrap();
+    let out = mount_by_id(&bed, &opts).output().unwrap();
     assert_fails(
         &bed,
         &out,
@@ -67,11 +63,7 @@ fn an_unreachable_target_and_a_refused_bind_are_diagnosed() {
     let port = closed.local_addr().unwrap().port();
     drop(closed);
     let opts = format!("region=us-east-1,target=127.0.0.1:{port},readytimeout=20");
-    let out = bed
-        .command(BIN)
-        .args(["mount", FS, &bed.path("mnt").to_string_lossy(), "-o", &opts])
-        .output()
-        .unwrap();
+    let out = mount_by_id(&bed, &opts).output().unwrap();
     assert_fails(&bed, &out, 32, &["was not ready", "✗ tcp"]);
 }
 
@@ -84,22 +76,18 @@ fn a_silent_target_times_out_missing_credentials_and_a_failed_nfs_mount_clean_up
         "region=us-east-1,target={},readytimeout=2",
         silent.local_addr().unwrap()
     );
-    let out = bed
-        .command(BIN)
-        .args(["mount", FS, &bed.path("mnt").to_string_lossy(), "-o", &opts])
-        .output()
-        .unwrap();
+    let out = mount_by_id(&bed, &opts).output().unwrap();
     assert_fails(&bed, &out, 32, &["no READY bind within 2 s"]);
     drop(silent);
 
-    let out = mount_by_id(&bed)
+    let out = mount_by_id(&bed, &bed.options(""))
         .env_remove("AWS_ACCESS_KEY_ID")
         .env_remove("AWS_SECRET_ACCESS_KEY")
         .output()
         .unwrap();
     assert_fails(&bed, &out, 32, &["no AWS credentials"]);
 
-    let out = mount_by_id(&bed)
+    let out = mount_by_id(&bed, &bed.options(""))
         .env("STUB_MOUNT_FAIL", "1")
         .output()
         .unwrap();
@@ -121,11 +109,11 @@ fn a_silent_target_times_out_missing_credentials_and_a_failed_nfs_mount_clean_up
     );
 }
 
-/// `efs-proxy mount FS <bed>/mnt -o <the bed's options>`, the file system named by its id
-/// alone, not yet run.
-fn mount_by_id(bed: &Bed) -> Command {
+/// `efs-proxy mount FS <bed>/mnt -o OPTIONS`, the file system named by its id alone, not yet
+/// run.
+fn mount_by_id(bed: &Bed, options: &str) -> Command {
     let mut cmd = bed.command(BIN);
     cmd.args(["mount", FS, &bed.path("mnt").to_string_lossy()])
-        .args(["-o", &bed.options("")]);
+        .args(["-o", options]);
     cmd
 }

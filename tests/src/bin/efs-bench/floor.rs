@@ -19,7 +19,7 @@
 //! The floor is generous to the targets: a real forwarder also frames TLS records, and the
 //! mount target's decryption could not be cheaper than measured.
 
-use crate::measure::Sample;
+use crate::measure::{CpuSplit, Sample};
 use crate::report::{PatternResult, median_sample};
 
 /// One forwarder's best case on this machine under one client pattern.
@@ -67,20 +67,19 @@ struct Direction {
 
 impl Direction {
     fn write(s: &Sample) -> Direction {
-        Direction {
-            forwarder: s.cpu_write,
-            system: s.split_write.forwarder_system,
-            target: s.split_write.target,
-            machine: s.split_write.machine,
-        }
+        Direction::of(s.cpu_write, &s.split_write)
     }
 
     fn read(s: &Sample) -> Direction {
+        Direction::of(s.cpu_read, &s.split_read)
+    }
+
+    fn of(forwarder: Option<f64>, split: &CpuSplit) -> Direction {
         Direction {
-            forwarder: s.cpu_read,
-            system: s.split_read.forwarder_system,
-            target: s.split_read.target,
-            machine: s.split_read.machine,
+            forwarder,
+            system: split.forwarder_system,
+            target: split.target,
+            machine: split.machine,
         }
     }
 }
@@ -90,7 +89,6 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::measure::CpuSplit;
     use crate::pattern::Pattern;
 
     /// A sample whose WRITE and READ figures are the same.

@@ -188,11 +188,12 @@ pub(crate) async fn start(
     up: &Upstream,
     scratch: &Path,
 ) -> anyhow::Result<Running> {
+    let target_pid = up.target_pid(&fwd.kind);
     match &fwd.kind {
         Kind::Direct => Ok(Running {
             addr: up.plain,
             pid: None,
-            target_pid: up.target_pid(&fwd.kind),
+            target_pid,
             forks: false,
             _service: None,
         }),
@@ -214,7 +215,7 @@ pub(crate) async fn start(
             Ok(Running {
                 addr,
                 pid: Some(service.pid()),
-                target_pid: up.target_pid(&fwd.kind),
+                target_pid,
                 forks: true,
                 _service: Some(service),
             })
@@ -239,7 +240,7 @@ pub(crate) async fn start(
             Ok(Running {
                 addr,
                 pid: Some(service.pid()),
-                target_pid: up.target_pid(&fwd.kind),
+                target_pid,
                 forks: false,
                 _service: Some(service),
             })
@@ -249,7 +250,7 @@ pub(crate) async fn start(
             Ok(Running {
                 addr: service.addr,
                 pid: Some(service.pid()),
-                target_pid: up.target_pid(&fwd.kind),
+                target_pid,
                 forks: false,
                 _service: Some(service),
             })
