@@ -33,13 +33,9 @@ pub(crate) struct Floor {
 
 impl Floor {
     /// The floor of a TLS forwarder like `proxy` under `result`'s pattern: needs socat's
-    /// and `proxy`'s figures from the same run and the cipher's cost per GiB.
-    pub(crate) fn of(
-        result: &PatternResult,
-        proxy: &str,
-        cipher_s_per_gib: f64,
-        cores: f64,
-    ) -> Option<Floor> {
+    /// and `proxy`'s figures from the same run.
+    pub(crate) fn of(result: &PatternResult, proxy: &str) -> Option<Floor> {
+        let (cipher_s_per_gib, cores) = (result.cipher_s_per_gib, result.cores);
         let socat = median_sample(result.samples.get("socat")?);
         let tls = median_sample(result.samples.get(proxy)?);
         let direction = |pick: fn(&Sample) -> Direction| {

@@ -161,7 +161,7 @@ impl PatternResult {
 
     /// The best case of a TLS forwarder like `proxy` under this pattern, if socat ran too.
     pub(crate) fn floor(&self, proxy: &str) -> Option<Floor> {
-        Floor::of(self, proxy, self.cipher_s_per_gib, self.cores)
+        Floor::of(self, proxy)
     }
 
     /// Every target of issue 17 for `proxy` under this pattern, each PASS, MISS, OUT OF
